@@ -10,6 +10,7 @@ pub mod model;
 pub mod policy;
 pub mod task;
 pub mod time;
+pub mod units;
 
 pub use lifecycle::{Effect, Event, IllegalTransition, apply};
 pub use model::{FieldSpec, InputError, ModelKind, ModelSpec};

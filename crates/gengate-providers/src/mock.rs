@@ -48,6 +48,7 @@ struct Job {
     kind: ModelKind,
     seed: u64,
     caption: String,
+    input: Value,
     start_ms: i64,
     done_ms: i64,
     fails: bool,
@@ -199,6 +200,7 @@ async fn submit(
         kind,
         seed: render::seed_from_prompt(prompt_of(&body.input)),
         caption: prompt_of(&body.input).to_owned(),
+        input: body.input.clone(),
         start_ms: now,
         done_ms: now + latency.as_millis() as i64,
         fails,
@@ -275,8 +277,10 @@ async fn file(State(m): State<Mock>, Path(name): Path<String>) -> Response {
     let Some(job) = job.filter(|j| j.status(now_ms()) == "succeeded") else {
         return error(StatusCode::NOT_FOUND, "not_found", "no such file");
     };
-    let rendered =
-        tokio::task::spawn_blocking(move || media_file(job.kind, job.seed, &job.caption)).await;
+    let rendered = tokio::task::spawn_blocking(move || {
+        media_file(job.kind, job.seed, &job.caption, &job.input)
+    })
+    .await;
     match rendered {
         Ok((bytes, _, content_type)) => {
             ([(header::CONTENT_TYPE, content_type)], bytes).into_response()

@@ -69,23 +69,40 @@ pub(crate) fn prompt_of(input: &serde_json::Value) -> &str {
     input.get("prompt").and_then(|p| p.as_str()).unwrap_or("")
 }
 
-/// The file a simulated output is, by kind.
+/// The file a simulated output is, by kind: `(bytes, extension, content type)`.
+/// Images honour an input `size` of `WxH` (capped at 1024 per side).
 pub fn media_file(
     kind: ModelKind,
     seed: u64,
     caption: &str,
+    input: &serde_json::Value,
 ) -> (Vec<u8>, &'static str, &'static str) {
     match kind {
-        ModelKind::Image => (
-            render::render_png(seed, caption, 512, 512),
-            "png",
-            "image/png",
-        ),
+        ModelKind::Image => {
+            let (w, h) = input
+                .get("size")
+                .and_then(|s| s.as_str())
+                .and_then(|s| s.split_once('x'))
+                .and_then(|(w, h)| Some((w.parse::<u32>().ok()?, h.parse::<u32>().ok()?)))
+                .unwrap_or((512, 512));
+            (
+                render::render_png(seed, caption, w.min(1024), h.min(1024)),
+                "png",
+                "image/png",
+            )
+        }
         ModelKind::Video => (
             render::render_avi(seed, 160, 96, 24, 12),
             "avi",
             "video/x-msvideo",
         ),
+    }
+}
+
+fn extension(kind: ModelKind) -> (&'static str, &'static str) {
+    match kind {
+        ModelKind::Image => ("png", "image/png"),
+        ModelKind::Video => ("avi", "video/x-msvideo"),
     }
 }
 
@@ -163,7 +180,8 @@ impl Provider for InProcessSim {
     async fn submit(&self, req: SubmitRequest<'_>) -> Result<String, ProviderError> {
         let (latency, fails) = self.behavior.draw(&mut rand::thread_rng());
         let start_ms = now_ms();
-        let seed = render::seed_from_prompt(prompt_of(req.input));
+        let prompt = prompt_of(req.input).to_owned();
+        let seed = render::seed_from_prompt(&prompt);
         let job = SimJob {
             kind: req.kind,
             start_ms,
@@ -171,7 +189,26 @@ impl Provider for InProcessSim {
             fails,
             seed,
         };
-        Ok(job.encode())
+        let id = job.encode();
+        if !fails {
+            // Rendered now, while the prompt and size are at hand; the URL is
+            // only revealed once the job "finishes".
+            let (dir, file, input) = (self.media_dir.join("sim"), id.clone(), req.input.clone());
+            tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                let (bytes, ext, _) = media_file(job.kind, job.seed, &prompt, &input);
+                std::fs::create_dir_all(&dir)?;
+                let file = format!("{file}.{ext}");
+                // Write then rename, so a crash never leaves a torn file under
+                // the final name.
+                let tmp = dir.join(format!(".{file}.tmp"));
+                std::fs::write(&tmp, &bytes)?;
+                std::fs::rename(&tmp, dir.join(&file))
+            })
+            .await
+            .map_err(|e| ProviderError::Transient(format!("render task failed: {e}")))?
+            .map_err(|e| ProviderError::Transient(format!("writing simulated output: {e}")))?;
+        }
+        Ok(id)
     }
 
     async fn poll(&self, task: FollowRef<'_>) -> Result<JobState, ProviderError> {
@@ -188,31 +225,18 @@ impl Provider for InProcessSim {
                 error: TaskError::new("provider_failed", "simulated worker failure", true),
             });
         }
-        let dir = self.media_dir.join("sim");
-        let id = task.provider_task_id.to_owned();
-        let caption = task.task_id.to_owned();
-        let out = tokio::task::spawn_blocking(move || -> std::io::Result<(String, String, u64)> {
-            let (bytes, ext, content_type) = media_file(job.kind, job.seed, &caption);
-            std::fs::create_dir_all(&dir)?;
-            let file = format!("{id}.{ext}");
-            let path = dir.join(&file);
-            if !path.exists() {
-                // Write then rename, so a crash never leaves a torn file under
-                // the final name.
-                let tmp = dir.join(format!(".{file}.tmp"));
-                std::fs::write(&tmp, &bytes)?;
-                std::fs::rename(&tmp, &path)?;
-            }
-            Ok((file, content_type.to_owned(), bytes.len() as u64))
-        })
-        .await
-        .map_err(|e| ProviderError::Transient(format!("render task failed: {e}")))?
-        .map_err(|e| ProviderError::Transient(format!("writing simulated output: {e}")))?;
-        let (file, content_type, bytes) = out;
+        let (ext, content_type) = extension(job.kind);
+        let file = format!("{}.{ext}", task.provider_task_id);
+        // A missing file means the media directory lost it: the provider
+        // "lost" the result, like an expired output URL.
+        let bytes = tokio::fs::metadata(self.media_dir.join("sim").join(&file))
+            .await
+            .map_err(|_| ProviderError::NotFound)?
+            .len();
         Ok(JobState::Succeeded {
             outputs: vec![Output {
                 url: format!("{}/sim/{file}", self.media_url),
-                content_type,
+                content_type: content_type.to_owned(),
                 bytes: Some(bytes),
             }],
         })

@@ -1,1 +1,230 @@
-fn main() {}
+//! The `gengate` binary: parses the command line, sets up logging, builds the
+//! runtime and runs the chosen subcommand. Exit code 0 on success, 1 on error
+//! (with the cause chain on stderr), 2 for bad usage (from clap).
+
+mod cli;
+
+use std::str::FromStr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use gengate_core::Role;
+use gengate_core::time::rfc3339;
+use gengate_providers::mock::{self, MockConfig};
+use gengate_providers::sim::Behavior;
+use gengate_server::config::{Config, LogFormat, ProcessEnv};
+use gengate_server::{app, keys, now_ms};
+use gengate_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
+
+use cli::{Cli, Command, KeysCommand, LogFormatArg, MockKind, StoreArgs};
+
+fn main() {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(cli)) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => {
+            let mut cfg = load_config(&args.store)?;
+            if let Some(listen) = args.listen {
+                cfg.server.listen = listen;
+            }
+            if let Some(f) = args.log_format {
+                cfg.log.format = match f {
+                    LogFormatArg::Text => LogFormat::Text,
+                    LogFormatArg::Json => LogFormat::Json,
+                };
+            }
+            init_logging(cfg.log.format, &cfg.log.level)?;
+            serve(cfg).await
+        }
+        Command::Keys { command } => {
+            init_logging(LogFormat::Text, "warn")?;
+            keys_command(command).await
+        }
+        Command::MockProvider(args) => {
+            init_logging(LogFormat::Text, "info")?;
+            mock_provider(args).await
+        }
+    }
+}
+
+fn load_config(args: &StoreArgs) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(args.config.as_deref(), &ProcessEnv)?;
+    if let Some(dir) = &args.data_dir {
+        cfg.server.data_dir.clone_from(dir);
+    }
+    if let Some(url) = &args.store_url {
+        cfg.store.url = Some(url.clone());
+    }
+    Ok(cfg)
+}
+
+fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
+    let filter =
+        Targets::from_str(level).map_err(|e| anyhow::anyhow!("config key `log.level`: {e}"))?;
+    let layer = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let registry = tracing_subscriber::registry().with(filter);
+    match format {
+        LogFormat::Text => registry.with(layer).try_init(),
+        LogFormat::Json => registry.with(layer.json().flatten_event(true)).try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    std::fs::create_dir_all(&cfg.server.data_dir)
+        .with_context(|| format!("creating data directory {}", cfg.server.data_dir.display()))?;
+    let url = cfg.store_url();
+    gengate_store::open(&url)
+        .await
+        .with_context(|| format!("opening store {url}"))
+}
+
+/// Resolves when SIGINT or SIGTERM arrives.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+async fn serve(cfg: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(cfg.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+    let addr = listener.local_addr()?;
+    let store = open_store(&cfg).await?;
+    if let Some(secret) = app::ensure_first_admin_key(&*store).await? {
+        println!(
+            "First start: created an admin API key. It is shown only this once; keep it safe:\n\n    {secret}\n"
+        );
+    }
+    let shutdown = CancellationToken::new();
+    let public_url = cfg.public_url(addr);
+    let server = app::build(&cfg, store, &public_url, shutdown.clone())?;
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            tracing::info!("shutdown requested; draining");
+            shutdown.cancel();
+        }
+    });
+    tracing::info!(address = %addr, "gengate listening on http://{addr} (store {})", cfg.store_url());
+    println!("gengate listening on http://{addr}");
+    app::serve(listener, server, shutdown).await?;
+    tracing::info!("gengate stopped");
+    Ok(())
+}
+
+async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { user, admin, store } => {
+            let store = open_store(&load_config(&store)?).await?;
+            let key = keys::generate();
+            let role = if admin { Role::Admin } else { Role::User };
+            let info = store
+                .create_key(&user, role, &key.hash, &key.prefix, now_ms())
+                .await?;
+            println!("{}", key.secret);
+            eprintln!(
+                "created key {} ({}) for user {} with role {}; the key is shown only this once",
+                info.id,
+                info.prefix,
+                info.user_name,
+                role.as_str()
+            );
+        }
+        KeysCommand::List { store } => {
+            let store = open_store(&load_config(&store)?).await?;
+            println!(
+                "{:<6} {:<20} {:<6} {:<12} {:<25} REVOKED",
+                "ID", "USER", "ROLE", "PREFIX", "CREATED"
+            );
+            for k in store.list_keys().await? {
+                println!(
+                    "{:<6} {:<20} {:<6} {:<12} {:<25} {}",
+                    k.id,
+                    k.user_name,
+                    k.role.as_str(),
+                    k.prefix,
+                    rfc3339(k.created_at),
+                    k.revoked_at.map_or_else(|| "-".to_owned(), rfc3339)
+                );
+            }
+        }
+        KeysCommand::Revoke { key, store } => {
+            let store = open_store(&load_config(&store)?).await?;
+            if !store.revoke_key(&key, now_ms()).await? {
+                anyhow::bail!("no live key has id or prefix {key:?}; see `gengate keys list`");
+            }
+            eprintln!("revoked key {key}");
+        }
+    }
+    Ok(())
+}
+
+async fn mock_provider(args: cli::MockArgs) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    let cfg = MockConfig {
+        behavior: Behavior {
+            latency_min: args.latency.0,
+            latency_max: args.latency.1,
+            fail_rate: args.fail_rate,
+        },
+        concurrency: args.concurrency as usize,
+        public_url: format!("http://{addr}"),
+    };
+    let shutdown = CancellationToken::new();
+    tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            shutdown_signal().await;
+            shutdown.cancel();
+        }
+    });
+    let MockKind::Sim = args.kind;
+    tracing::info!(address = %addr, "mock provider (sim) listening on http://{addr}");
+    println!("mock-provider sim listening on http://{addr}");
+    mock::serve_sim(listener, cfg, shutdown)
+        .await
+        .context("mock provider failed")?;
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! The HTTP API v1: routes, the request middleware (metrics, tracing,
+//! timeout), cacheable JSON responses, and the fallbacks that keep every
+//! error in one shape. Each area's `router()` sits next to its handlers.
+
+pub mod error;
+pub mod extract;
+pub mod views;
+
+mod admin;
+mod catalog;
+mod health;
+mod media;
+mod openapi;
+mod tasks;
+
+use std::hash::{Hash, Hasher};
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use tracing::Instrument;
+
+use crate::app::App;
+use error::ApiError;
+
+pub use openapi::ApiDoc;
+
+/// `Cache-Control` of per-user data: any cache must revalidate (ETag) and
+/// shared caches must not keep it.
+pub const PRIVATE: &str = "private, no-cache";
+
+/// The whole API.
+pub fn router(app: App) -> Router {
+    Router::new()
+        .merge(health::router())
+        .merge(tasks::router())
+        .merge(catalog::router())
+        .merge(admin::router())
+        .merge(media::router())
+        .merge(openapi::router())
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(app.clone(), track))
+        .with_state(app)
+}
+
+async fn fallback() -> ApiError {
+    ApiError::not_found("no such route; GET /openapi.json lists the API")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// Metrics, a tracing span with the route template, and the request timeout.
+async fn track(State(app): State<App>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
+    let method = req.method().clone();
+    let span = tracing::debug_span!("request", method = %method, route = %route);
+    let started = Instant::now();
+    let resp = match tokio::time::timeout(app.request_timeout, next.run(req).instrument(span)).await
+    {
+        Ok(resp) => resp,
+        Err(_) => ApiError::unavailable("the request took too long").into_response(),
+    };
+    let secs = started.elapsed().as_secs_f64();
+    app.metrics
+        .http(&route, method.as_str(), resp.status().as_u16(), secs);
+    tracing::debug!(method = %method, route = %route, status = resp.status().as_u16(), duration_ms = secs * 1000.0, "request done");
+    resp
+}
+
+/// A JSON response with an `ETag` computed from its bytes, answered `304`
+/// when the client already has it.
+pub fn cached_json<T: Serialize>(
+    req: &HeaderMap,
+    value: &T,
+    cache_control: &'static str,
+) -> Response {
+    let body = match serde_json::to_vec(value) {
+        Ok(b) => b,
+        Err(e) => return ApiError::internal(e).into_response(),
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    body.hash(&mut hasher);
+    let etag = format!("\"{:016x}\"", hasher.finish());
+    let matches = req
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(',').any(|t| {
+                let t = t.trim();
+                t == "*" || t.trim_start_matches("W/") == etag
+            })
+        });
+    let etag_value = HeaderValue::from_str(&etag).expect("hex etag is a valid header");
+    let cache = HeaderValue::from_static(cache_control);
+    if matches {
+        return (
+            StatusCode::NOT_MODIFIED,
+            [(header::ETAG, etag_value), (header::CACHE_CONTROL, cache)],
+        )
+            .into_response();
+    }
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            ),
+            (header::ETAG, etag_value),
+            (header::CACHE_CONTROL, cache),
+        ],
+        body,
+    )
+        .into_response()
+}

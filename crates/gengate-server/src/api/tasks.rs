@@ -1,0 +1,135 @@
+//! Task routes: create, read, list, cancel.
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use gengate_store::Caller;
+
+use super::error::{ApiError, ErrorBody};
+use super::extract::{AppJson, AppQuery, IdempotencyKeyHeader};
+use super::views::{CreateTaskRequest, ListTasksQuery, TaskPage, TaskView};
+use super::{PRIVATE, cached_json};
+use crate::app::App;
+use crate::service::tasks::{CreateTask, ListParams};
+
+pub(super) fn router() -> Router<App> {
+    Router::new()
+        .route("/v1/tasks", post(create_task).get(list_tasks))
+        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}/cancel", post(cancel_task))
+}
+
+/// Create a task.
+///
+/// The task is stored durably before the answer is sent. With an
+/// `Idempotency-Key`, repeating the request returns the same task.
+#[utoipa::path(post, path = "/v1/tasks", tag = "tasks", request_body = CreateTaskRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes retries safe: same key and body, same task (kept 24 h).")),
+    responses(
+        (status = 202, description = "Accepted and queued", body = TaskView),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "No or bad API key", body = ErrorBody),
+        (status = 409, description = "Same Idempotency-Key still in progress", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Invalid field, unknown model, or Idempotency-Key reused with another body", body = ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub(super) async fn create_task(
+    State(app): State<App>,
+    caller: Caller,
+    IdempotencyKeyHeader(key): IdempotencyKeyHeader,
+    AppJson(req): AppJson<CreateTaskRequest>,
+) -> Result<Response, ApiError> {
+    let req = CreateTask {
+        model: req.model,
+        input: req.input,
+        public: req.public,
+        priority: req.priority,
+    };
+    let created = app.tasks.create(&caller, key, req).await?;
+    let info = app.tasks.dispatcher().queue_info(&created.task);
+    let mut resp = (
+        StatusCode::ACCEPTED,
+        Json(TaskView::new(created.task, info)),
+    )
+        .into_response();
+    if created.replayed {
+        resp.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
+}
+
+/// Get a task (yours, or any with an admin key).
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id (tsk_…)"),
+           ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you have; 304 if unchanged")),
+    responses((status = 200, body = TaskView), (status = 304, description = "Not modified"),
+              (status = 401, body = ErrorBody), (status = 404, description = "No such task, or not yours", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn get_task(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let task = app.tasks.get(&caller, &id).await?;
+    let info = app.tasks.dispatcher().queue_info(&task);
+    Ok(cached_json(&headers, &TaskView::new(task, info), PRIVATE))
+}
+
+/// List your tasks, newest first.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", params(ListTasksQuery),
+    responses((status = 200, body = TaskPage), (status = 304, description = "Not modified"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn list_tasks(
+    State(app): State<App>,
+    caller: Caller,
+    AppQuery(q): AppQuery<ListTasksQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = ListParams {
+        status: q.status,
+        model: q.model,
+        limit: q.limit,
+        cursor: q.cursor,
+    };
+    let page = app.tasks.list(&caller, &params).await?;
+    let dispatcher = app.tasks.dispatcher();
+    let data = page
+        .tasks
+        .into_iter()
+        .map(|t| {
+            let info = dispatcher.queue_info(&t);
+            TaskView::new(t, info)
+        })
+        .collect();
+    Ok(cached_json(
+        &headers,
+        &TaskPage {
+            data,
+            next_cursor: page.next_cursor,
+        },
+        PRIVATE,
+    ))
+}
+
+/// Cancel a task that has not finished (at the provider too, where it can).
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks",
+    params(("id" = String, Path, description = "Task id (tsk_…)")),
+    responses((status = 200, body = TaskView), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Already finished", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn cancel_task(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TaskView>, ApiError> {
+    let task = app.tasks.cancel(&caller, &id).await?;
+    Ok(Json(TaskView::new(task, Default::default())))
+}

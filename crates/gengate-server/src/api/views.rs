@@ -1,0 +1,201 @@
+//! Response bodies: separate from domain types so the wire format is
+//! stable and deliberate, and described in `/openapi.json`.
+
+use gengate_core::time::rfc3339;
+use gengate_core::{ModelSpec, Task};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use crate::dispatch::QueueInfo;
+
+/// `POST /v1/tasks` body.
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTaskRequest {
+    /// A model name from `GET /v1/models`.
+    pub model: String,
+    /// The model's input, checked against its schema.
+    #[schema(value_type = Object)]
+    pub input: Value,
+    /// Show the result in the public gallery once it succeeds.
+    #[serde(default)]
+    pub public: bool,
+    /// -10..=10, default 0; higher runs first. Only admin keys may go above 0.
+    #[serde(default)]
+    pub priority: i32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OutputView {
+    pub url: String,
+    pub content_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskErrorView {
+    pub code: String,
+    pub message: String,
+}
+
+/// A task.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskView {
+    pub id: String,
+    pub model: String,
+    /// queued, submitting, running, succeeded, failed or canceled.
+    pub status: &'static str,
+    #[schema(value_type = Object)]
+    pub input: Value,
+    pub outputs: Vec<OutputView>,
+    /// Why the task failed, or why its last attempt did while it is retried.
+    pub error: Option<TaskErrorView>,
+    /// 1 = next to start; null unless queued and ready.
+    pub queue_position: Option<u64>,
+    /// Estimated seconds until done, from the live queue and observed latency.
+    pub eta_seconds: Option<u64>,
+    pub progress: f32,
+    pub provider: String,
+    pub attempts: u32,
+    pub public: bool,
+    pub priority: i32,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+fn outputs(task: &Task) -> Vec<OutputView> {
+    task.outputs
+        .iter()
+        .map(|o| OutputView {
+            url: o.url.clone(),
+            content_type: o.content_type.clone(),
+            bytes: o.bytes,
+        })
+        .collect()
+}
+
+impl TaskView {
+    pub fn new(task: Task, q: QueueInfo) -> Self {
+        Self {
+            outputs: outputs(&task),
+            status: task.status.as_str(),
+            error: task.error.map(|e| TaskErrorView {
+                code: e.code,
+                message: e.message,
+            }),
+            queue_position: q.position,
+            eta_seconds: q.eta_seconds,
+            progress: (task.progress * 100.0).round() / 100.0,
+            attempts: task.attempts,
+            public: task.public,
+            priority: task.priority,
+            created_at: rfc3339(task.created_at),
+            started_at: task.started_at.map(rfc3339),
+            finished_at: task.finished_at.map(rfc3339),
+            id: task.id,
+            model: task.model,
+            input: task.input,
+            provider: task.provider,
+        }
+    }
+}
+
+/// A page of tasks.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TaskPage {
+    pub data: Vec<TaskView>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A gallery entry: only what a gallery page shows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GalleryItem {
+    pub id: String,
+    pub model: String,
+    pub prompt: Option<String>,
+    pub outputs: Vec<OutputView>,
+    pub finished_at: Option<String>,
+}
+
+impl GalleryItem {
+    pub fn new(task: &Task) -> Self {
+        Self {
+            id: task.id.clone(),
+            model: task.model.clone(),
+            prompt: task
+                .input
+                .get("prompt")
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            outputs: outputs(task),
+            finished_at: task.finished_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GalleryPage {
+    pub data: Vec<GalleryItem>,
+    pub next_cursor: Option<String>,
+}
+
+/// A model of the catalog.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelView {
+    pub name: String,
+    /// image or video.
+    #[schema(value_type = String)]
+    pub kind: gengate_core::ModelKind,
+    pub provider: String,
+    pub description: String,
+    /// The input schema: field name → declaration (type, required, default, bounds).
+    #[schema(value_type = Object)]
+    pub input: Value,
+}
+
+impl ModelView {
+    pub fn new(m: &ModelSpec) -> Self {
+        Self {
+            name: m.name.clone(),
+            kind: m.kind,
+            provider: m.provider.clone(),
+            description: m.description.clone(),
+            input: serde_json::to_value(&m.fields).unwrap_or(Value::Null),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ModelList {
+    pub data: Vec<ModelView>,
+}
+
+/// Query of `GET /v1/tasks`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListTasksQuery {
+    /// Only tasks in this status.
+    pub status: Option<String>,
+    /// Only tasks of this model.
+    pub model: Option<String>,
+    /// Page size, 1..=100 (default 20).
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Query of `GET /v1/gallery`.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct GalleryQuery {
+    pub model: Option<String>,
+    /// Page size, 1..=100 (default 20).
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}

@@ -1,0 +1,171 @@
+//! Wiring: builds the providers, dispatcher and services from a [`Config`],
+//! and runs the HTTP server and the dispatcher together until shutdown.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use gengate_core::Role;
+use gengate_providers::Provider;
+use gengate_providers::sim::{Behavior, HttpSim, InProcessSim};
+use gengate_store::Store;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, ProviderKind};
+use crate::dispatch::{Dispatcher, LaneConfig, Settings};
+use crate::metrics::Metrics;
+use crate::service::auth::AuthService;
+use crate::service::tasks::TaskService;
+use crate::{api, keys, now_ms};
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct App {
+    pub store: Arc<dyn Store>,
+    pub tasks: TaskService,
+    pub auth: AuthService,
+    pub metrics: Arc<Metrics>,
+    pub media_dir: PathBuf,
+    pub body_limit: usize,
+    pub request_timeout: Duration,
+}
+
+/// Everything `serve` runs.
+pub struct Server {
+    pub app: App,
+    pub dispatcher: Dispatcher,
+    pub shutdown_grace: Duration,
+}
+
+fn providers(cfg: &Config, media_url: &str) -> anyhow::Result<HashMap<String, LaneConfig>> {
+    let mut lanes = HashMap::new();
+    for (name, p) in &cfg.providers {
+        let (provider, resubmit_default): (Arc<dyn Provider>, bool) = match p.kind {
+            ProviderKind::Sim => match &p.base_url {
+                Some(url) => (
+                    Arc::new(
+                        HttpSim::new(name, url, p.timeout.0)
+                            .map_err(|e| anyhow::anyhow!("provider {name}: {e}"))?,
+                    ),
+                    true,
+                ),
+                None => {
+                    let behavior = Behavior {
+                        latency_min: p.latency.0,
+                        latency_max: p.latency.1,
+                        fail_rate: p.fail_rate,
+                    };
+                    (
+                        Arc::new(InProcessSim::new(
+                            name,
+                            behavior,
+                            cfg.media_dir(),
+                            media_url,
+                        )),
+                        true,
+                    )
+                }
+            },
+        };
+        lanes.insert(
+            name.clone(),
+            LaneConfig {
+                provider,
+                concurrency: p.concurrency as usize,
+                resubmit_unknown: p.resubmit_unknown.unwrap_or(resubmit_default),
+            },
+        );
+    }
+    Ok(lanes)
+}
+
+/// Builds the server for `cfg` on an opened store. `public_url` is how
+/// clients reach it (for URLs of media it serves).
+///
+/// # Errors
+/// When a provider cannot be set up.
+pub fn build(
+    cfg: &Config,
+    store: Arc<dyn Store>,
+    public_url: &str,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Server> {
+    let metrics = Arc::new(Metrics::default());
+    let catalog = cfg.catalog();
+    let d = &cfg.dispatch;
+    let settings = Settings {
+        poll_initial: d.poll_initial.0,
+        poll_max: d.poll_max.0,
+        retry_base: d.retry_base.0,
+        retry_max: d.retry_max.0,
+        idempotency_ttl: d.idempotency_ttl.0,
+    };
+    let lanes = providers(cfg, &format!("{public_url}/media"))?;
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        lanes,
+        &catalog,
+        settings,
+        metrics.clone(),
+        shutdown,
+    );
+    let catalog = Arc::new(catalog.into_iter().map(|m| (m.name.clone(), m)).collect());
+    let tasks = TaskService::new(
+        store.clone(),
+        dispatcher.clone(),
+        catalog,
+        settings.idempotency_ttl,
+    );
+    let app = App {
+        auth: AuthService::new(store.clone()),
+        store,
+        tasks,
+        metrics,
+        media_dir: cfg.media_dir(),
+        body_limit: cfg.server.body_limit.0 as usize,
+        request_timeout: cfg.server.request_timeout.0,
+    };
+    Ok(Server {
+        app,
+        dispatcher,
+        shutdown_grace: cfg.server.shutdown_grace.0,
+    })
+}
+
+/// Serves the API on `listener` and runs the dispatcher until `shutdown`
+/// fires; then stops accepting, drains requests, lets the dispatcher store
+/// what is under way, and returns.
+///
+/// # Errors
+/// When the HTTP server or the dispatcher fails.
+pub async fn serve(
+    listener: TcpListener,
+    server: Server,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let dispatcher = tokio::spawn(server.dispatcher.run(server.shutdown_grace));
+    axum::serve(listener, api::router(server.app))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await
+        .context("http server failed")?;
+    dispatcher.await.context("dispatcher panicked")?
+}
+
+/// On a store with no keys at all (a first start), makes an admin key and
+/// returns it so it can be shown once.
+///
+/// # Errors
+/// When the store fails.
+pub async fn ensure_first_admin_key(store: &dyn Store) -> anyhow::Result<Option<String>> {
+    if store.count_keys().await? > 0 {
+        return Ok(None);
+    }
+    let key = keys::generate();
+    store
+        .create_key("admin", Role::Admin, &key.hash, &key.prefix, now_ms())
+        .await?;
+    Ok(Some(key.secret))
+}

@@ -1,0 +1,676 @@
+//! Configuration: one typed tree with built-in defaults, overlaid by an
+//! optional TOML file, overlaid by `GENGATE_SECTION__KEY` environment
+//! variables (command-line flags, applied by the binary, win over all).
+//!
+//! Every key has a default, so `gengate serve` runs with no file at all:
+//! SQLite and media under `./data`, the in-process `sim` provider and a demo
+//! model catalog. Unknown keys and bad values are refused at load with a
+//! message naming the key.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use gengate_core::model::{FieldSpec, FieldType};
+use gengate_core::units;
+use gengate_core::{ModelKind, ModelSpec};
+use serde::{Deserialize, Deserializer};
+use serde_json::json;
+
+/// A configuration that cannot be used, with the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("config key `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A duration written as `30s`, `500ms`, `10m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        units::parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A duration range written as `2s..6s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DurRange(pub Duration, pub Duration);
+
+impl<'de> Deserialize<'de> for DurRange {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        units::parse_duration_range(&s)
+            .map(|(a, b)| DurRange(a, b))
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// A byte size written as `64KiB` or a plain integer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bytes(pub u64);
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(Bytes(n)),
+            Raw::S(s) => units::parse_bytes(&s)
+                .map(Bytes)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub log: LogConfig,
+    pub dispatch: DispatchConfig,
+    pub providers: BTreeMap<String, ProviderConfig>,
+    pub models: BTreeMap<String, ModelConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// How clients reach this server (for URLs of media it serves). Defaults
+    /// to `http://<listen address>`.
+    pub public_url: Option<String>,
+    /// Where the SQLite database and local media live.
+    pub data_dir: PathBuf,
+    /// Largest request body accepted.
+    pub body_limit: Bytes,
+    /// A request taking longer is answered 503.
+    pub request_timeout: Dur,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_grace: Dur,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            data_dir: PathBuf::from("./data"),
+            body_limit: Bytes(64 * 1024),
+            request_timeout: Dur(Duration::from_secs(30)),
+            shutdown_grace: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH`; defaults to `sqlite://<data_dir>/gengate.db`.
+    pub url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `info`, `debug`, or per-target directives like `info,gengate_server=debug`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DispatchConfig {
+    /// First poll of a running task comes this long after it was accepted.
+    pub poll_initial: Dur,
+    /// Polls slow down (×1.5 each) up to this interval.
+    pub poll_max: Dur,
+    /// Retry backoff: base and cap of the exponential delay.
+    pub retry_base: Dur,
+    pub retry_max: Dur,
+    /// How long idempotency keys are remembered.
+    pub idempotency_ttl: Dur,
+}
+
+impl Default for DispatchConfig {
+    fn default() -> Self {
+        Self {
+            poll_initial: Dur(Duration::from_millis(500)),
+            poll_max: Dur(Duration::from_secs(5)),
+            retry_base: Dur(Duration::from_secs(2)),
+            retry_max: Dur(Duration::from_secs(300)),
+            idempotency_ttl: Dur(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// Which adapter a provider entry uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Sim,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub kind: ProviderKind,
+    /// For `sim`: unset runs the simulator in-process; set, gengate talks to
+    /// `gengate mock-provider --kind sim` at this URL.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// Tasks gengate keeps in flight at this provider account at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: u32,
+    /// In-process sim only: how long a job takes.
+    #[serde(default = "default_latency")]
+    pub latency: DurRange,
+    /// In-process sim only: share of jobs that fail (retryably).
+    #[serde(default)]
+    pub fail_rate: f64,
+    /// Timeout of one HTTP request to the provider.
+    #[serde(default = "default_provider_timeout")]
+    pub timeout: Dur,
+    /// Whether a submission whose outcome is unknown (and that the provider
+    /// cannot look up by our reference) may be submitted again. Each
+    /// submission may cost money, so only the simulator defaults to yes.
+    #[serde(default)]
+    pub resubmit_unknown: Option<bool>,
+}
+
+fn default_concurrency() -> u32 {
+    4
+}
+fn default_latency() -> DurRange {
+    DurRange(Duration::from_secs(2), Duration::from_secs(6))
+}
+fn default_provider_timeout() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub provider: String,
+    pub kind: ModelKind,
+    #[serde(default)]
+    pub description: String,
+    /// Submissions per task, first one included.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// A task not finished this long after creation fails.
+    #[serde(default = "default_deadline")]
+    pub deadline: Dur,
+    /// Typical run time, used for ETAs until real latencies are observed.
+    #[serde(default = "default_expected")]
+    pub expected: Dur,
+    /// The input schema, field by field.
+    #[serde(default)]
+    pub input: BTreeMap<String, FieldSpec>,
+}
+
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_deadline() -> Dur {
+    Dur(Duration::from_secs(30 * 60))
+}
+fn default_expected() -> Dur {
+    Dur(Duration::from_secs(10))
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
+            log: LogConfig::default(),
+            dispatch: DispatchConfig::default(),
+            providers: BTreeMap::new(),
+            models: BTreeMap::new(),
+        }
+    }
+}
+
+fn field(ty: FieldType) -> FieldSpec {
+    FieldSpec {
+        ty,
+        required: false,
+        default: None,
+        description: None,
+        min_length: None,
+        max_length: None,
+        minimum: None,
+        maximum: None,
+        values: vec![],
+    }
+}
+
+fn prompt_fields() -> BTreeMap<String, FieldSpec> {
+    let mut f = BTreeMap::new();
+    f.insert(
+        "prompt".into(),
+        FieldSpec {
+            required: true,
+            min_length: Some(1),
+            max_length: Some(2000),
+            description: Some("What to generate.".into()),
+            ..field(FieldType::String)
+        },
+    );
+    f.insert(
+        "negative_prompt".into(),
+        FieldSpec {
+            max_length: Some(2000),
+            description: Some("What to avoid.".into()),
+            ..field(FieldType::String)
+        },
+    );
+    f.insert(
+        "seed".into(),
+        FieldSpec {
+            minimum: Some(0.0),
+            maximum: Some(4_294_967_295.0),
+            ..field(FieldType::Integer)
+        },
+    );
+    f
+}
+
+/// The demo catalog used when the config declares no models.
+fn demo_models() -> BTreeMap<String, ModelConfig> {
+    let mut image = prompt_fields();
+    image.insert(
+        "size".into(),
+        FieldSpec {
+            values: vec![
+                json!("512x512"),
+                json!("768x768"),
+                json!("1024x1024"),
+                json!("768x1024"),
+                json!("1024x768"),
+            ],
+            default: Some(json!("1024x1024")),
+            ..field(FieldType::Enum)
+        },
+    );
+    image.insert(
+        "steps".into(),
+        FieldSpec {
+            minimum: Some(1.0),
+            maximum: Some(50.0),
+            default: Some(json!(20)),
+            ..field(FieldType::Integer)
+        },
+    );
+    let mut video = prompt_fields();
+    video.insert(
+        "duration".into(),
+        FieldSpec {
+            values: vec![json!("5"), json!("10")],
+            default: Some(json!("5")),
+            ..field(FieldType::Enum)
+        },
+    );
+    video.insert(
+        "image_url".into(),
+        FieldSpec {
+            description: Some("Optional first frame.".into()),
+            ..field(FieldType::Url)
+        },
+    );
+    let mut m = BTreeMap::new();
+    m.insert(
+        "sim-image".into(),
+        ModelConfig {
+            provider: "sim".into(),
+            kind: ModelKind::Image,
+            description: "Simulated text-to-image model (PNG).".into(),
+            max_attempts: default_max_attempts(),
+            deadline: default_deadline(),
+            expected: Dur(Duration::from_secs(4)),
+            input: image,
+        },
+    );
+    m.insert(
+        "sim-video".into(),
+        ModelConfig {
+            provider: "sim".into(),
+            kind: ModelKind::Video,
+            description: "Simulated text/image-to-video model (AVI).".into(),
+            max_attempts: default_max_attempts(),
+            deadline: default_deadline(),
+            expected: Dur(Duration::from_secs(4)),
+            input: video,
+        },
+    );
+    m
+}
+
+fn default_sim() -> ProviderConfig {
+    ProviderConfig {
+        kind: ProviderKind::Sim,
+        base_url: None,
+        concurrency: default_concurrency(),
+        latency: default_latency(),
+        fail_rate: 0.0,
+        timeout: default_provider_timeout(),
+        resubmit_unknown: None,
+    }
+}
+
+/// Environment variables are read through this, so tests can pass their own.
+pub trait Env {
+    fn vars(&self) -> Vec<(String, String)>;
+}
+
+/// The process environment.
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn vars(&self) -> Vec<(String, String)> {
+        std::env::vars().collect()
+    }
+}
+
+impl Env for Vec<(String, String)> {
+    fn vars(&self) -> Vec<(String, String)> {
+        self.clone()
+    }
+}
+
+/// Prefix of the environment variables that override config keys.
+pub const ENV_PREFIX: &str = "GENGATE_";
+
+fn env_overlay(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> {
+    for (name, raw) in env.vars() {
+        let Some(path) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let keys: Vec<String> = path.split("__").map(str::to_ascii_lowercase).collect();
+        if keys.iter().any(String::is_empty) {
+            return Err(invalid(
+                name.clone(),
+                "empty key segment in environment variable name",
+            ));
+        }
+        // A value that parses as a TOML scalar (number, bool, array) is taken
+        // as one; anything else is a string.
+        let value = toml::from_str::<toml::Table>(&format!("v = {raw}"))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .unwrap_or_else(|| toml::Value::String(raw.clone()));
+        let mut cur = &mut *table;
+        for key in &keys[..keys.len() - 1] {
+            let entry = cur
+                .entry(key.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            cur = entry.as_table_mut().ok_or_else(|| {
+                invalid(
+                    keys.join("."),
+                    format!("{name} sets a key inside a value that is not a table"),
+                )
+            })?;
+        }
+        cur.insert(keys[keys.len() - 1].clone(), value);
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if any), then `GENGATE_*` variables.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the file or key at fault.
+    pub fn load(file: Option<&Path>, env: &dyn Env) -> Result<Config, ConfigError> {
+        let mut table = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<toml::Table>(&text).map_err(|e| ConfigError::Syntax {
+                    path: path.to_owned(),
+                    message: e.to_string(),
+                })?
+            }
+            None => toml::Table::new(),
+        };
+        env_overlay(&mut table, env)?;
+        let cfg: Config =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+                let key = e.path().to_string();
+                invalid(
+                    if key == "." {
+                        "(top level)".to_owned()
+                    } else {
+                        key
+                    },
+                    e.into_inner().to_string(),
+                )
+            })?;
+        cfg.finish()
+    }
+
+    /// Fills defaults that depend on other keys and checks cross-key rules.
+    ///
+    /// # Errors
+    /// [`ConfigError::Invalid`] naming the key.
+    pub fn finish(mut self) -> Result<Config, ConfigError> {
+        if self.providers.is_empty() {
+            self.providers.insert("sim".into(), default_sim());
+        }
+        if self.models.is_empty() {
+            self.models = demo_models();
+        }
+        for (name, p) in &self.providers {
+            if p.concurrency == 0 {
+                return Err(invalid(
+                    format!("providers.{name}.concurrency"),
+                    "must be at least 1",
+                ));
+            }
+            if !(0.0..=1.0).contains(&p.fail_rate) {
+                return Err(invalid(
+                    format!("providers.{name}.fail_rate"),
+                    "must be between 0 and 1",
+                ));
+            }
+            if let Some(url) = &p.base_url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid(
+                        format!("providers.{name}.base_url"),
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+            }
+        }
+        for (name, m) in &self.models {
+            if !self.providers.contains_key(&m.provider) {
+                let known: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+                return Err(invalid(
+                    format!("models.{name}.provider"),
+                    format!(
+                        "no provider named {:?}; configured: {}",
+                        m.provider,
+                        known.join(", ")
+                    ),
+                ));
+            }
+            if m.max_attempts == 0 {
+                return Err(invalid(
+                    format!("models.{name}.max_attempts"),
+                    "must be at least 1",
+                ));
+            }
+            for (field, spec) in &m.input {
+                spec.check()
+                    .map_err(|msg| invalid(format!("models.{name}.input.{field}"), msg))?;
+            }
+        }
+        if let Some(url) = &self.server.public_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(invalid(
+                    "server.public_url",
+                    "must be an http:// or https:// URL",
+                ));
+            }
+        }
+        if self.server.body_limit.0 < 1024 {
+            return Err(invalid("server.body_limit", "must be at least 1KiB"));
+        }
+        Ok(self)
+    }
+
+    /// The store URL, defaulting to SQLite in the data dir.
+    pub fn store_url(&self) -> String {
+        self.store.url.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}",
+                self.server.data_dir.join("gengate.db").display()
+            )
+        })
+    }
+
+    /// Where local media lives.
+    pub fn media_dir(&self) -> PathBuf {
+        self.server.data_dir.join("media")
+    }
+
+    /// The public base URL, given the address actually bound.
+    pub fn public_url(&self, bound: SocketAddr) -> String {
+        self.server
+            .public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{bound}"))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    /// The model catalog as domain objects.
+    pub fn catalog(&self) -> Vec<ModelSpec> {
+        self.models
+            .iter()
+            .map(|(name, m)| ModelSpec {
+                name: name.clone(),
+                provider: m.provider.clone(),
+                kind: m.kind,
+                description: m.description.clone(),
+                max_attempts: m.max_attempts,
+                deadline_ms: m.deadline.0.as_millis() as i64,
+                expected_seconds: m.expected.0.as_secs_f64(),
+                fields: m.input.clone(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml_text: &str, env: Vec<(&str, &str)>) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("gengate-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{:x}.toml", toml_text.len() ^ env.len()));
+        std::fs::write(&path, toml_text).unwrap();
+        let env: Vec<(String, String)> =
+            env.into_iter().map(|(a, b)| (a.into(), b.into())).collect();
+        Config::load(Some(&path), &env)
+    }
+
+    #[test]
+    fn no_file_gives_working_defaults() {
+        let cfg = Config::load(None, &Vec::new()).unwrap();
+        assert_eq!(cfg.server.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.store_url(), "sqlite://./data/gengate.db");
+        assert!(cfg.providers.contains_key("sim"));
+        assert!(cfg.models.contains_key("sim-image") && cfg.models.contains_key("sim-video"));
+    }
+
+    #[test]
+    fn env_overrides_file_and_names_keys() {
+        let cfg = load_str(
+            "[server]\nlisten = \"127.0.0.1:9000\"\n",
+            vec![
+                ("GENGATE_SERVER__LISTEN", "0.0.0.0:7000"),
+                ("GENGATE_SERVER__BODY_LIMIT", "128KiB"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.server.listen.to_string(), "0.0.0.0:7000");
+        assert_eq!(cfg.server.body_limit, Bytes(128 * 1024));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_the_key() {
+        let e = load_str("[server]\nlisen = \"x\"\n", vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server") && e.contains("lisen"), "{e}");
+        let e = load_str("[server]\nrequest_timeout = \"soon\"\n", vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("server.request_timeout"), "{e}");
+        let e = load_str("", vec![("GENGATE_DISPATCH__POLL_MAX", "fast")])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dispatch.poll_max"), "{e}");
+        let e = load_str(
+            "[models.m]\nprovider = \"nope\"\nkind = \"image\"\n",
+            vec![],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("models.m.provider"), "{e}");
+        let e = load_str("[providers.sim]\nkind = \"sim\"\nconcurrency = 0\n", vec![])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("providers.sim.concurrency"), "{e}");
+        let e = load_str("[server\n", vec![]).unwrap_err().to_string();
+        assert!(e.contains("not valid TOML"), "{e}");
+    }
+}

@@ -1,0 +1,267 @@
+//! Prometheus metrics, kept in process and rendered as text at `/metrics`.
+//!
+//! A small registry of our own rather than a metrics framework: the label sets
+//! are few and known, and the hot path is a read lock plus atomic adds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Upper bounds (seconds) of latency histogram buckets.
+const HTTP_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+const PROVIDER_BUCKETS: [f64; 10] = [0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 40.0, 60.0, 120.0, 300.0];
+
+#[derive(Debug)]
+struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: (0..bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    fn observe(&self, secs: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micros
+            .fetch_add((secs * 1e6) as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        let sep = if labels.is_empty() { "" } else { "," };
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+/// A family of series keyed by their rendered label set.
+#[derive(Debug)]
+struct Family<T> {
+    series: RwLock<BTreeMap<String, Arc<T>>>,
+}
+
+impl<T> Default for Family<T> {
+    fn default() -> Self {
+        Self {
+            series: RwLock::default(),
+        }
+    }
+}
+
+impl<T> Family<T> {
+    fn get(&self, labels: &str, make: impl FnOnce() -> T) -> Arc<T> {
+        if let Some(s) = self.series.read().expect("metrics lock").get(labels) {
+            return s.clone();
+        }
+        self.series
+            .write()
+            .expect("metrics lock")
+            .entry(labels.to_owned())
+            .or_insert_with(|| Arc::new(make()))
+            .clone()
+    }
+}
+
+/// Gauges read at render time from the dispatcher.
+#[derive(Debug, Clone, Default)]
+pub struct ProviderGauges {
+    pub provider: String,
+    pub queued: u64,
+    pub in_flight: u64,
+    pub limit: u64,
+}
+
+/// All of gengate's metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    http_requests: Family<AtomicU64>,
+    http_latency: Family<Histogram>,
+    transitions: Family<AtomicU64>,
+    provider_latency: Family<Histogram>,
+    provider_errors: Family<AtomicU64>,
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Metrics {
+    /// One HTTP request, by route template (never the raw path).
+    pub fn http(&self, route: &str, method: &str, status: u16, secs: f64) {
+        let route = escape(route);
+        self.http_requests
+            .get(
+                &format!("route=\"{route}\",method=\"{method}\",status=\"{status}\""),
+                || AtomicU64::new(0),
+            )
+            .fetch_add(1, Ordering::Relaxed);
+        self.http_latency
+            .get(&format!("route=\"{route}\""), || {
+                Histogram::new(&HTTP_BUCKETS)
+            })
+            .observe(secs);
+    }
+
+    /// One stored lifecycle transition.
+    pub fn transition(&self, from: &str, to: &str) {
+        self.transitions
+            .get(&format!("from=\"{from}\",to=\"{to}\""), || {
+                AtomicU64::new(0)
+            })
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Time from provider acceptance to a finished result.
+    pub fn provider_latency(&self, provider: &str, secs: f64) {
+        self.provider_latency
+            .get(&format!("provider=\"{}\"", escape(provider)), || {
+                Histogram::new(&PROVIDER_BUCKETS)
+            })
+            .observe(secs);
+    }
+
+    /// A failed provider call, by kind (`back_pressure`, `transient`, …).
+    pub fn provider_error(&self, provider: &str, kind: &str) {
+        self.provider_errors
+            .get(
+                &format!("provider=\"{}\",kind=\"{kind}\"", escape(provider)),
+                || AtomicU64::new(0),
+            )
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self, gauges: &[ProviderGauges]) -> String {
+        let mut out = String::with_capacity(8 * 1024);
+        counter_family(
+            &mut out,
+            "gengate_http_requests_total",
+            "HTTP requests by route, method and status.",
+            &self.http_requests,
+        );
+        hist_family(
+            &mut out,
+            "gengate_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            &self.http_latency,
+        );
+        counter_family(
+            &mut out,
+            "gengate_task_transitions_total",
+            "Stored task state transitions.",
+            &self.transitions,
+        );
+        hist_family(
+            &mut out,
+            "gengate_provider_task_duration_seconds",
+            "Time from provider acceptance to a finished result.",
+            &self.provider_latency,
+        );
+        counter_family(
+            &mut out,
+            "gengate_provider_errors_total",
+            "Failed provider calls by kind.",
+            &self.provider_errors,
+        );
+        for (name, help, pick) in [
+            (
+                "gengate_queue_depth",
+                "Tasks queued for a provider.",
+                (|g: &ProviderGauges| g.queued) as fn(&ProviderGauges) -> u64,
+            ),
+            (
+                "gengate_in_flight",
+                "Tasks submitting or running at a provider.",
+                |g| g.in_flight,
+            ),
+            (
+                "gengate_provider_concurrency_limit",
+                "Configured concurrency of a provider account.",
+                |g| g.limit,
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+            for g in gauges {
+                let _ = writeln!(
+                    out,
+                    "{name}{{provider=\"{}\"}} {}",
+                    escape(&g.provider),
+                    pick(g)
+                );
+            }
+        }
+        out
+    }
+}
+
+fn counter_family(out: &mut String, name: &str, help: &str, f: &Family<AtomicU64>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (labels, v) in f.series.read().expect("metrics lock").iter() {
+        let _ = writeln!(out, "{name}{{{labels}}} {}", v.load(Ordering::Relaxed));
+    }
+}
+
+fn hist_family(out: &mut String, name: &str, help: &str, f: &Family<Histogram>) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (labels, h) in f.series.read().expect("metrics lock").iter() {
+        h.render(out, name, labels);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_histograms_and_gauges() {
+        let m = Metrics::default();
+        m.http("/v1/tasks/{id}", "GET", 200, 0.002);
+        m.http("/v1/tasks/{id}", "GET", 200, 0.2);
+        m.transition("queued", "submitting");
+        let text = m.render(&[ProviderGauges {
+            provider: "sim".into(),
+            queued: 3,
+            in_flight: 1,
+            limit: 4,
+        }]);
+        assert!(text.contains(
+            "gengate_http_requests_total{route=\"/v1/tasks/{id}\",method=\"GET\",status=\"200\"} 2"
+        ));
+        assert!(text.contains(
+            "gengate_http_request_duration_seconds_bucket{route=\"/v1/tasks/{id}\",le=\"0.0025\"} 1"
+        ));
+        assert!(
+            text.contains(
+                "gengate_http_request_duration_seconds_count{route=\"/v1/tasks/{id}\"} 2"
+            )
+        );
+        assert!(
+            text.contains("gengate_task_transitions_total{from=\"queued\",to=\"submitting\"} 1")
+        );
+        assert!(text.contains("gengate_queue_depth{provider=\"sim\"} 3"));
+    }
+}

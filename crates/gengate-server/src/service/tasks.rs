@@ -1,0 +1,358 @@
+//! Task rules: create (validated, idempotent, durable before it returns),
+//! read and list (owner only; others' tasks do not exist), cancel, gallery.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gengate_core::task::NewTask;
+use gengate_core::{Event, ModelSpec, Role, Status, Task, id};
+use gengate_store::{Caller, Created, IdempotencyKey, ListQuery, Store, StoreError};
+use rand::Rng;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::ServiceError;
+use crate::dispatch::Dispatcher;
+use crate::keys::hex;
+use crate::now_ms;
+
+/// Priorities users may set; only admins may go above [`MAX_USER_PRIORITY`].
+pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -10..=10;
+pub const MAX_USER_PRIORITY: i32 = 0;
+/// Page sizes of list endpoints.
+pub const DEFAULT_LIMIT: u32 = 20;
+pub const MAX_LIMIT: u32 = 100;
+/// Longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 255;
+
+/// A validated-by-shape create request.
+#[derive(Debug, Clone)]
+pub struct CreateTask {
+    pub model: String,
+    pub input: Value,
+    pub public: bool,
+    pub priority: i32,
+}
+
+/// Filters of a task listing, as the client gave them.
+#[derive(Debug, Clone, Default)]
+pub struct ListParams {
+    pub status: Option<String>,
+    pub model: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// One page of tasks and the cursor of the next page, if any.
+#[derive(Debug, Clone)]
+pub struct Page {
+    pub tasks: Vec<Task>,
+    pub next_cursor: Option<String>,
+}
+
+/// The model catalog, by name.
+pub type Catalog = BTreeMap<String, ModelSpec>;
+
+/// Removes an idempotency key from the in-progress set when the request ends,
+/// however it ends.
+struct InProgress {
+    set: Arc<Mutex<HashSet<(i64, String)>>>,
+    key: (i64, String),
+}
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.set.lock().expect("idempotency lock").remove(&self.key);
+    }
+}
+
+#[derive(Clone)]
+pub struct TaskService {
+    store: Arc<dyn Store>,
+    dispatcher: Dispatcher,
+    catalog: Arc<Catalog>,
+    in_progress: Arc<Mutex<HashSet<(i64, String)>>>,
+    idempotency_ttl: Duration,
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
+    ServiceError::Invalid {
+        code: "invalid_request",
+        field: field.to_owned(),
+        message: message.into(),
+    }
+}
+
+impl TaskService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        dispatcher: Dispatcher,
+        catalog: Arc<Catalog>,
+        idempotency_ttl: Duration,
+    ) -> Self {
+        Self {
+            store,
+            dispatcher,
+            catalog,
+            in_progress: Arc::default(),
+            idempotency_ttl,
+        }
+    }
+
+    pub fn dispatcher(&self) -> &Dispatcher {
+        &self.dispatcher
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Creates a task, durably, and queues it.
+    ///
+    /// With an idempotency key: the same key and body return the task the
+    /// first request made (`replayed`), also after a crash between commit and
+    /// answer; the same key with another body is refused; a retry while the
+    /// first request is still being processed is refused as in progress.
+    ///
+    /// # Errors
+    /// [`ServiceError::Invalid`] naming the field, the idempotency errors, or
+    /// a store failure.
+    pub async fn create(
+        &self,
+        caller: &Caller,
+        idempotency_key: Option<String>,
+        req: CreateTask,
+    ) -> Result<Created, ServiceError> {
+        let model = self
+            .catalog
+            .get(&req.model)
+            .ok_or_else(|| ServiceError::Invalid {
+                code: "unknown_model",
+                field: "model".into(),
+                message: format!(
+                    "unknown model {:?}; GET /v1/models lists the models",
+                    req.model
+                ),
+            })?;
+        let input = model.validate_input(&req.input)?;
+        if !PRIORITY_RANGE.contains(&req.priority) {
+            return Err(invalid(
+                "priority",
+                format!(
+                    "priority must be between {} and {}",
+                    PRIORITY_RANGE.start(),
+                    PRIORITY_RANGE.end()
+                ),
+            ));
+        }
+        if req.priority > MAX_USER_PRIORITY && caller.role != Role::Admin {
+            return Err(invalid(
+                "priority",
+                format!("priority above {MAX_USER_PRIORITY} needs an admin key"),
+            ));
+        }
+        let _guard;
+        let idempotency = match idempotency_key {
+            Some(key) => {
+                if key.is_empty()
+                    || key.len() > MAX_IDEMPOTENCY_KEY_LEN
+                    || !key.bytes().all(|b| b.is_ascii_graphic() || b == b' ')
+                {
+                    return Err(ServiceError::Invalid {
+                        code: "invalid_idempotency_key",
+                        field: "Idempotency-Key".into(),
+                        message: format!(
+                            "Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY_LEN} printable ASCII characters"
+                        ),
+                    });
+                }
+                let slot = (caller.user_id, key.clone());
+                if !self
+                    .in_progress
+                    .lock()
+                    .expect("idempotency lock")
+                    .insert(slot.clone())
+                {
+                    return Err(ServiceError::IdempotencyInProgress);
+                }
+                _guard = InProgress {
+                    set: self.in_progress.clone(),
+                    key: slot,
+                };
+                // The hash covers what the client sent, not what defaults
+                // made of it, so a later catalog change does not break replays.
+                let canonical = json!({"model": req.model, "input": req.input, "public": req.public, "priority": req.priority});
+                let request_hash = hex(&Sha256::digest(canonical.to_string().as_bytes()));
+                let not_before = now_ms() - self.idempotency_ttl.as_millis() as i64;
+                Some(IdempotencyKey {
+                    key,
+                    request_hash,
+                    not_before,
+                })
+            }
+            None => None,
+        };
+        let now = now_ms();
+        let new = NewTask {
+            id: id::task_id(now, rand::thread_rng().r#gen()),
+            user_id: caller.user_id,
+            model: model.name.clone(),
+            provider: model.provider.clone(),
+            input,
+            public: req.public,
+            priority: req.priority,
+            max_attempts: model.max_attempts,
+            deadline_at: now + model.deadline_ms,
+            created_at: now,
+        };
+        let created = self
+            .store
+            .create_task(new, idempotency)
+            .await
+            .map_err(|e| match e {
+                StoreError::IdempotencyMismatch => ServiceError::IdempotencyMismatch,
+                other => ServiceError::Store(other),
+            })?;
+        if !created.replayed {
+            tracing::info!(task.id = %created.task.id, model = %created.task.model, "task {} created", created.task.id);
+            self.dispatcher.enqueue(&created.task);
+        }
+        Ok(created)
+    }
+
+    /// A task the caller may see: their own, or any for an admin.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] for a missing task or someone else's.
+    pub async fn get(&self, caller: &Caller, task_id: &str) -> Result<Task, ServiceError> {
+        let not_found = || ServiceError::NotFound(format!("no task {task_id}"));
+        if !id::is_task_id(task_id) {
+            return Err(not_found());
+        }
+        let task = self.store.get_task(task_id).await?.ok_or_else(not_found)?;
+        if task.user_id != caller.user_id && caller.role != Role::Admin {
+            return Err(not_found());
+        }
+        Ok(task)
+    }
+
+    fn page_query(&self, params: &ListParams) -> Result<ListQuery, ServiceError> {
+        let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+        if !(1..=MAX_LIMIT).contains(&limit) {
+            return Err(invalid(
+                "limit",
+                format!("limit must be between 1 and {MAX_LIMIT}"),
+            ));
+        }
+        let status = params
+            .status
+            .as_deref()
+            .map(|s| {
+                Status::parse(s).ok_or_else(|| {
+                    invalid("status", "status must be one of queued, submitting, running, succeeded, failed, canceled")
+                })
+            })
+            .transpose()?;
+        if let Some(m) = &params.model {
+            if !self.catalog.contains_key(m) {
+                return Err(ServiceError::Invalid {
+                    code: "unknown_model",
+                    field: "model".into(),
+                    message: format!("unknown model {m:?}; GET /v1/models lists the models"),
+                });
+            }
+        }
+        if let Some(c) = &params.cursor {
+            if !id::is_task_id(c) {
+                return Err(invalid(
+                    "cursor",
+                    "cursor must be a next_cursor value from a previous page",
+                ));
+            }
+        }
+        Ok(ListQuery {
+            user_id: None,
+            status,
+            model: params.model.clone(),
+            gallery: false,
+            before: params.cursor.clone(),
+            limit: limit + 1,
+        })
+    }
+
+    async fn page(&self, query: ListQuery) -> Result<Page, ServiceError> {
+        let want = (query.limit - 1) as usize;
+        let mut tasks = self.store.list_tasks(&query).await?;
+        // One extra row tells whether another page exists without a COUNT.
+        let next_cursor = if tasks.len() > want {
+            tasks.truncate(want);
+            tasks.last().map(|t| t.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { tasks, next_cursor })
+    }
+
+    /// The caller's tasks, newest first.
+    ///
+    /// # Errors
+    /// [`ServiceError::Invalid`] for a bad filter, limit or cursor.
+    pub async fn list(&self, caller: &Caller, params: &ListParams) -> Result<Page, ServiceError> {
+        let mut q = self.page_query(params)?;
+        q.user_id = Some(caller.user_id);
+        self.page(q).await
+    }
+
+    /// Public, succeeded tasks of everyone, newest first.
+    ///
+    /// # Errors
+    /// [`ServiceError::Invalid`] for a bad filter, limit or cursor.
+    pub async fn gallery(&self, params: &ListParams) -> Result<Page, ServiceError> {
+        let mut q = self.page_query(&ListParams {
+            status: None,
+            ..params.clone()
+        })?;
+        q.gallery = true;
+        self.page(q).await
+    }
+
+    /// Cancels a task that has not finished (at the provider too, where it can).
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] as for `get`; [`ServiceError::Conflict`] when
+    /// the task already finished.
+    pub async fn cancel(&self, caller: &Caller, task_id: &str) -> Result<Task, ServiceError> {
+        let task = self.get(caller, task_id).await?;
+        let finished = |t: &Task| ServiceError::Conflict {
+            code: "task_finished",
+            message: format!(
+                "task {} already {}; only unfinished tasks can be canceled",
+                t.id,
+                t.status.as_str()
+            ),
+        };
+        if task.status.is_terminal() {
+            return Err(finished(&task));
+        }
+        let mut last = None;
+        let canceled = self
+            .dispatcher
+            .transition(task_id, Some(task), |t| {
+                last = Some(t.clone());
+                (!t.status.is_terminal()).then_some(Event::Cancel)
+            })
+            .await?;
+        match (canceled, last) {
+            (Some(t), _) => {
+                tracing::info!(task.id = %t.id, "task {} canceled", t.id);
+                Ok(t)
+            }
+            (None, Some(t)) if t.status.is_terminal() => Err(finished(&t)),
+            (None, _) => Err(ServiceError::Conflict {
+                code: "task_busy",
+                message: format!("task {task_id} is changing too fast to cancel; retry"),
+            }),
+        }
+    }
+}
