@@ -22,6 +22,31 @@ pub fn task_id(now_ms: i64, random: u128) -> String {
     out
 }
 
+/// Mints task ids that sort in the order they were made, even within one
+/// millisecond: a repeated (or backwards) millisecond reuses the last one and
+/// increments the random part, as monotonic ULIDs do.
+#[derive(Debug, Default)]
+pub struct IdGen {
+    last_ms: i64,
+    last_random: u128,
+}
+
+impl IdGen {
+    /// The next id, given the time and 80 fresh random bits.
+    pub fn next(&mut self, now_ms: i64, random: u128) -> String {
+        const MASK: u128 = (1u128 << 80) - 1;
+        if now_ms > self.last_ms {
+            self.last_ms = now_ms;
+            // Leave room above so increments within the millisecond cannot
+            // overflow into the timestamp.
+            self.last_random = (random & MASK) >> 1;
+        } else {
+            self.last_random = (self.last_random + 1) & MASK;
+        }
+        task_id(self.last_ms, self.last_random)
+    }
+}
+
 /// Whether `s` has the shape of a task id (it may still name no task).
 pub fn is_task_id(s: &str) -> bool {
     s.strip_prefix(TASK_PREFIX).is_some_and(|body| {
@@ -45,5 +70,23 @@ mod tests {
         assert!(!is_task_id("tsk_short"));
         assert!(!is_task_id("tsk_0000000000000000000000000I"));
         assert!(!is_task_id("abc_00000000000000000000000000"));
+    }
+
+    #[test]
+    fn generated_ids_are_monotonic_within_a_millisecond_and_across_clock_steps_back() {
+        let mut g = IdGen::default();
+        let mut last = String::new();
+        for (now, random) in [
+            (5, u128::MAX),
+            (5, 0),
+            (5, 7),
+            (4, 1),
+            (6, 0),
+            (6, u128::MAX),
+        ] {
+            let id = g.next(now, random);
+            assert!(id > last, "{id} after {last}");
+            last = id;
+        }
     }
 }

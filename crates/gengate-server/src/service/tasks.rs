@@ -73,6 +73,7 @@ pub struct TaskService {
     dispatcher: Dispatcher,
     catalog: Arc<Catalog>,
     in_progress: Arc<Mutex<HashSet<(i64, String)>>>,
+    ids: Arc<Mutex<id::IdGen>>,
     idempotency_ttl: Duration,
 }
 
@@ -96,6 +97,7 @@ impl TaskService {
             dispatcher,
             catalog,
             in_progress: Arc::default(),
+            ids: Arc::default(),
             idempotency_ttl,
         }
     }
@@ -195,7 +197,11 @@ impl TaskService {
         };
         let now = now_ms();
         let new = NewTask {
-            id: id::task_id(now, rand::thread_rng().r#gen()),
+            id: self
+                .ids
+                .lock()
+                .expect("id generator lock")
+                .next(now, rand::thread_rng().r#gen()),
             user_id: caller.user_id,
             model: model.name.clone(),
             provider: model.provider.clone(),

@@ -1,0 +1,12 @@
+//! Black-box tests of gengate's HTTP API over real sockets. One binary, one
+//! module per area, to keep link time down.
+
+mod helpers;
+
+mod errors;
+mod fairness;
+mod http_provider;
+mod idempotency;
+mod lifecycle;
+mod ops;
+mod paging;

@@ -1,0 +1,109 @@
+//! Health, readiness, metrics, OpenAPI, the model catalog and admin stats.
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn health_ready_metrics_and_stats_answer() {
+    let app = spawn_app().await;
+    let h = read(app.client.get(app.url("/healthz")).send().await.unwrap()).await;
+    assert_eq!(
+        (h.status, h.body.clone()),
+        (200, serde_json::json!({"status": "ok"}))
+    );
+    let r = read(app.client.get(app.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!((r.status, r.body["status"].as_str()), (200, Some("ready")));
+
+    app.post_task(&prompt("count me")).await;
+    app.dispatch_until_idle().await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for needle in [
+        "gengate_http_requests_total{route=\"/v1/tasks\",method=\"POST\",status=\"202\"} 1",
+        "gengate_http_request_duration_seconds_bucket{route=\"/v1/tasks\"",
+        "gengate_task_transitions_total{from=\"running\",to=\"succeeded\"} 1",
+        "gengate_queue_depth{provider=\"sim\"} 0",
+        "gengate_in_flight{provider=\"sim\"} 0",
+        "gengate_provider_task_duration_seconds_count{provider=\"sim\"} 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle} in\n{text}");
+    }
+
+    let stats = app.get_as(&app.admin_key, "/v1/admin/stats").await;
+    assert_eq!(stats.status, 200);
+    let sim = &stats.body["providers"][0];
+    assert_eq!(
+        (sim["provider"].as_str(), sim["concurrency_limit"].as_u64()),
+        (Some("sim"), Some(4))
+    );
+    assert!(
+        sim["latency_seconds"].as_f64().is_some(),
+        "latency observed: {sim}"
+    );
+    let succeeded = stats.body["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["status"] == "succeeded")
+        .unwrap();
+    assert_eq!(succeeded["count"], 1);
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route_and_models_list_their_schema() {
+    let app = spawn_app().await;
+    let doc: Value = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/v1/tasks", "post"),
+        ("/v1/tasks", "get"),
+        ("/v1/tasks/{id}", "get"),
+        ("/v1/tasks/{id}/cancel", "post"),
+        ("/v1/models", "get"),
+        ("/v1/gallery", "get"),
+        ("/v1/admin/stats", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} missing from openapi.json"
+        );
+    }
+    assert!(doc["components"]["schemas"]["TaskView"].is_object());
+
+    let models = read(app.client.get(app.url("/v1/models")).send().await.unwrap()).await;
+    let names: Vec<&str> = models.body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["sim-image", "sim-video"]);
+    let prompt = &models.body["data"][0]["input"]["prompt"];
+    assert_eq!(
+        (
+            prompt["type"].as_str(),
+            prompt["required"].as_bool(),
+            prompt["max_length"].as_u64()
+        ),
+        (Some("string"), Some(true), Some(2000))
+    );
+}
