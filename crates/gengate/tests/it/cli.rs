@@ -1,0 +1,91 @@
+//! The command line as a newcomer meets it.
+
+use crate::process::{Proc, run};
+
+#[test]
+fn help_is_there_for_every_subcommand_and_bad_flags_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        vec!["--help"],
+        vec!["serve", "--help"],
+        vec!["keys", "create", "--help"],
+        vec!["mock-provider", "--help"],
+    ] {
+        let (code, out, _) = run(&args, dir.path());
+        assert_eq!(code, 0, "{args:?}");
+        assert!(out.contains("Usage"), "{args:?}: {out}");
+    }
+    let (code, _, err) = run(
+        &["mock-provider", "--kind", "sim", "--latency", "soon"],
+        dir.path(),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--latency"), "{err}");
+    let (code, _, err) = run(
+        &["serve", "--config", "/nonexistent/gengate.toml"],
+        dir.path(),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("/nonexistent/gengate.toml"), "{err}");
+}
+
+#[test]
+fn a_bad_config_key_is_refused_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("gengate.toml");
+    std::fs::write(
+        &cfg,
+        "[server]\nlisten = \"127.0.0.1:0\"\nbody_limt = \"1MiB\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["serve", "--config", cfg.to_str().unwrap()], dir.path());
+    assert_eq!(code, 1);
+    assert!(err.contains("body_limt"), "{err}");
+    let out = std::process::Command::new(crate::process::BIN)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("GENGATE_DISPATCH__RETRY_MAX", "forever")
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("dispatch.retry_max"));
+}
+
+#[test]
+fn first_start_prints_an_admin_key_once_and_keys_can_be_managed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let mut first = Proc::start(&["serve", "--listen", "127.0.0.1:0"], cwd);
+    let banner = first.banner.join("\n");
+    let admin_key = banner
+        .split_whitespace()
+        .find(|w| w.starts_with("gg_"))
+        .expect("admin key printed")
+        .to_owned();
+    assert!(
+        cwd.join("data/gengate.db").exists(),
+        "SQLite under ./data by default"
+    );
+    first.kill9();
+    let mut second = Proc::start(&["serve", "--listen", "127.0.0.1:0"], cwd);
+    assert!(
+        !second.banner.join("\n").contains("gg_"),
+        "the admin key is shown only on the first start"
+    );
+    second.kill9();
+
+    let (code, list, _) = run(&["keys", "list"], cwd);
+    assert_eq!(code, 0);
+    assert!(
+        list.contains("admin") && list.contains(&admin_key[..11]),
+        "{list}"
+    );
+    assert!(!list.contains(&admin_key), "secrets are never listed");
+    let user_key = crate::process::create_key(cwd, &[], "dana");
+    assert!(user_key.starts_with("gg_"));
+    let (code, _, _) = run(&["keys", "revoke", &user_key[..11]], cwd);
+    assert_eq!(code, 0);
+    let (code, _, err) = run(&["keys", "revoke", &user_key[..11]], cwd);
+    assert_eq!(code, 1, "revoking twice is an error");
+    assert!(err.contains("no live key"), "{err}");
+}

@@ -1,0 +1,6 @@
+//! Tests of the real `gengate` binary: crash safety under `kill -9`, and the
+//! command line as a newcomer uses it. One binary, one module per area.
+
+mod cli;
+mod crash;
+mod process;

@@ -1,0 +1,91 @@
+//! Starting and killing real `gengate` processes.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_gengate");
+
+/// A running process and the URL it printed.
+pub(crate) struct Proc {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    /// Lines printed on stdout before the "listening" line.
+    pub(crate) banner: Vec<String>,
+}
+
+impl Proc {
+    /// Starts `gengate ARGS` and waits for its "listening on http://…" line.
+    pub(crate) fn start(args: &[&str], cwd: &Path) -> Proc {
+        let stderr = if std::env::var_os("TEST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        let mut child = Command::new(BIN)
+            .args(args)
+            .current_dir(cwd)
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .expect("gengate starts");
+        let stdout = child.stdout.take().expect("stdout piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut banner = Vec::new();
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(url) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(Some((url.trim().to_owned(), std::mem::take(&mut banner))));
+                } else {
+                    banner.push(line);
+                }
+            }
+            let _ = tx.send(None);
+        });
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Some((url, banner))) => Proc { child, url, banner },
+            other => {
+                let _ = child.kill();
+                panic!("gengate {args:?} did not report its address: {other:?}");
+            }
+        }
+    }
+
+    /// `kill -9`: no chance to clean up.
+    pub(crate) fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL delivered");
+        self.child.wait().expect("reaped");
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `gengate ARGS` to completion; returns (exit code, stdout, stderr).
+pub(crate) fn run(args: &[&str], cwd: &Path) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("gengate runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Makes a user key with `gengate keys create`.
+pub(crate) fn create_key(cwd: &Path, extra: &[&str], user: &str) -> String {
+    let mut args = vec!["keys", "create", "--user", user];
+    args.extend_from_slice(extra);
+    let (code, out, err) = run(&args, cwd);
+    assert_eq!(code, 0, "keys create failed: {err}");
+    out.trim().to_owned()
+}
