@@ -103,15 +103,15 @@ impl FieldSpec {
         if self.ty == FieldType::Enum && self.values.is_empty() {
             return Err("an enum field needs a non-empty `values` list".into());
         }
-        if let (Some(lo), Some(hi)) = (self.min_length, self.max_length) {
-            if lo > hi {
-                return Err("min_length is greater than max_length".into());
-            }
+        if let (Some(lo), Some(hi)) = (self.min_length, self.max_length)
+            && lo > hi
+        {
+            return Err("min_length is greater than max_length".into());
         }
-        if let (Some(lo), Some(hi)) = (self.minimum, self.maximum) {
-            if lo > hi {
-                return Err("minimum is greater than maximum".into());
-            }
+        if let (Some(lo), Some(hi)) = (self.minimum, self.maximum)
+            && lo > hi
+        {
+            return Err("minimum is greater than maximum".into());
         }
         if let Some(d) = &self.default {
             self.validate("default", d)

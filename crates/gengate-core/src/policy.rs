@@ -77,12 +77,12 @@ impl FairQueue {
             return false;
         };
         let key = (Reverse(prio), task_id.to_owned());
-        if !self.delayed.remove(&(not_before, key.1.clone())) {
-            if let Some(q) = self.users.get_mut(&user) {
-                q.ready.remove(&key);
-                if q.ready.is_empty() && self.in_flight.get(&user).copied().unwrap_or(0) == 0 {
-                    self.users.remove(&user);
-                }
+        if !self.delayed.remove(&(not_before, key.1.clone()))
+            && let Some(q) = self.users.get_mut(&user)
+        {
+            q.ready.remove(&key);
+            if q.ready.is_empty() && self.in_flight.get(&user).copied().unwrap_or(0) == 0 {
+                self.users.remove(&user);
             }
         }
         true

@@ -89,6 +89,7 @@ impl<'de> Deserialize<'de> for Bytes {
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
@@ -260,19 +261,6 @@ fn default_deadline() -> Dur {
 }
 fn default_expected() -> Dur {
     Dur(Duration::from_secs(10))
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            server: ServerConfig::default(),
-            store: StoreConfig::default(),
-            log: LogConfig::default(),
-            dispatch: DispatchConfig::default(),
-            providers: BTreeMap::new(),
-            models: BTreeMap::new(),
-        }
-    }
 }
 
 fn field(ty: FieldType) -> FieldSpec {
@@ -519,13 +507,13 @@ impl Config {
                     "must be between 0 and 1",
                 ));
             }
-            if let Some(url) = &p.base_url {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(invalid(
-                        format!("providers.{name}.base_url"),
-                        "must be an http:// or https:// URL",
-                    ));
-                }
+            if let Some(url) = &p.base_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(invalid(
+                    format!("providers.{name}.base_url"),
+                    "must be an http:// or https:// URL",
+                ));
             }
         }
         for (name, m) in &self.models {
@@ -551,13 +539,13 @@ impl Config {
                     .map_err(|msg| invalid(format!("models.{name}.input.{field}"), msg))?;
             }
         }
-        if let Some(url) = &self.server.public_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) {
-                return Err(invalid(
-                    "server.public_url",
-                    "must be an http:// or https:// URL",
-                ));
-            }
+        if let Some(url) = &self.server.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "server.public_url",
+                "must be an http:// or https:// URL",
+            ));
         }
         if self.server.body_limit.0 < 1024 {
             return Err(invalid("server.body_limit", "must be at least 1KiB"));

@@ -17,11 +17,14 @@ pub const CACHE_TTL: Duration = Duration::from_secs(1);
 /// under a flood of random keys.
 const CACHE_MAX: usize = 10_000;
 
+/// Key hash → the lookup's result and when it was made.
+type KeyCache = HashMap<String, (Option<Caller>, Instant)>;
+
 /// Verifies bearer keys.
 #[derive(Clone)]
 pub struct AuthService {
     store: Arc<dyn Store>,
-    cache: Arc<Mutex<HashMap<String, (Option<Caller>, Instant)>>>,
+    cache: Arc<Mutex<KeyCache>>,
 }
 
 impl AuthService {

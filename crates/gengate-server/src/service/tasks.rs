@@ -260,22 +260,22 @@ impl TaskService {
                 })
             })
             .transpose()?;
-        if let Some(m) = &params.model {
-            if !self.catalog.contains_key(m) {
-                return Err(ServiceError::Invalid {
-                    code: "unknown_model",
-                    field: "model".into(),
-                    message: format!("unknown model {m:?}; GET /v1/models lists the models"),
-                });
-            }
+        if let Some(m) = &params.model
+            && !self.catalog.contains_key(m)
+        {
+            return Err(ServiceError::Invalid {
+                code: "unknown_model",
+                field: "model".into(),
+                message: format!("unknown model {m:?}; GET /v1/models lists the models"),
+            });
         }
-        if let Some(c) = &params.cursor {
-            if !id::is_task_id(c) {
-                return Err(invalid(
-                    "cursor",
-                    "cursor must be a next_cursor value from a previous page",
-                ));
-            }
+        if let Some(c) = &params.cursor
+            && !id::is_task_id(c)
+        {
+            return Err(invalid(
+                "cursor",
+                "cursor must be a next_cursor value from a previous page",
+            ));
         }
         Ok(ListQuery {
             user_id: None,
