@@ -21,7 +21,7 @@ fn new_task(id_n: u128, user: i64, created_at: i64) -> NewTask {
         model: "sim-image".into(),
         provider: "sim".into(),
         input: json!({"prompt": "p"}),
-        public: id_n % 2 == 0,
+        public: id_n.is_multiple_of(2),
         priority: 0,
         max_attempts: 3,
         deadline_at: created_at + 60_000,
