@@ -413,7 +413,12 @@ impl Env for Vec<(String, String)> {
 /// Prefix of the environment variables that override config keys.
 pub const ENV_PREFIX: &str = "GENGATE_";
 
-fn env_overlay(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError> {
+/// Applies `GENGATE_*` variables; returns which dotted key each one set.
+fn env_overlay(
+    table: &mut toml::Table,
+    env: &dyn Env,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    let mut set = Vec::new();
     for (name, raw) in env.vars() {
         let Some(path) = name.strip_prefix(ENV_PREFIX) else {
             continue;
@@ -444,8 +449,9 @@ fn env_overlay(table: &mut toml::Table, env: &dyn Env) -> Result<(), ConfigError
             })?;
         }
         cur.insert(keys[keys.len() - 1].clone(), value);
+        set.push((keys.join("."), name));
     }
-    Ok(())
+    Ok(set)
 }
 
 impl Config {

@@ -41,10 +41,8 @@ fn a_bad_config_key_is_refused_at_start_naming_the_key() {
     let (code, _, err) = run(&["serve", "--config", cfg.to_str().unwrap()], dir.path());
     assert_eq!(code, 1);
     assert!(err.contains("body_limt"), "{err}");
-    let out = std::process::Command::new(crate::process::BIN)
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    let out = crate::process::command(&["serve", "--listen", "127.0.0.1:0"], dir.path())
         .env("GENGATE_DISPATCH__RETRY_MAX", "forever")
-        .current_dir(dir.path())
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));

@@ -7,6 +7,19 @@ use std::time::Duration;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_gengate");
 
+/// `gengate ARGS`, hermetic: no `GENGATE_*` variable of the caller's
+/// environment leaks into the child's configuration.
+pub(crate) fn command(args: &[&str], cwd: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).current_dir(cwd);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("GENGATE_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 /// A running process and the URL it printed.
 pub(crate) struct Proc {
     pub(crate) child: Child,
@@ -23,9 +36,7 @@ impl Proc {
         } else {
             Stdio::null()
         };
-        let mut child = Command::new(BIN)
-            .args(args)
-            .current_dir(cwd)
+        let mut child = command(args, cwd)
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
