@@ -87,3 +87,65 @@ fn first_start_prints_an_admin_key_once_and_keys_can_be_managed() {
     assert_eq!(code, 1, "revoking twice is an error");
     assert!(err.contains("no live key"), "{err}");
 }
+
+#[test]
+fn sigterm_drains_and_exits_cleanly_with_everything_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let key = crate::process::create_key(cwd, &[], "term");
+    let mut server = Proc::start(&["serve", "--listen", "127.0.0.1:0"], cwd);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let id = rt.block_on(async {
+        let r: serde_json::Value = reqwest::Client::new()
+            .post(format!("{}/v1/tasks", server.url))
+            .bearer_auth(&key)
+            .json(&serde_json::json!({"model": "sim-image", "input": {"prompt": "term"}}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        r["id"].as_str().unwrap().to_owned()
+    });
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let started = std::time::Instant::now();
+    let exit = loop {
+        if let Some(s) = server.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(15),
+            "gengate did not stop after SIGTERM"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(exit.code(), Some(0), "a requested shutdown is a clean exit");
+    // The task is still there after a restart and finishes.
+    let server = Proc::start(&["serve", "--listen", "127.0.0.1:0"], cwd);
+    rt.block_on(async {
+        for _ in 0..200 {
+            let t: serde_json::Value = reqwest::Client::new()
+                .get(format!("{}/v1/tasks/{id}", server.url))
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if t["status"] == "succeeded" {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("task {id} did not finish after the restart");
+    });
+}
