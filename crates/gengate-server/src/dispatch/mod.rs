@@ -628,25 +628,8 @@ impl Dispatcher {
         let outcome = match result {
             Ok(pid) => {
                 info!(task.id = %id, provider_task_id = %pid, "task {id} accepted by {}", lane.name);
-                let accepted = self
-                    .transition(&id, Some(task), |t| {
-                        (t.status == Status::Submitting).then(|| Event::Accept {
-                            provider_task_id: pid.clone(),
-                        })
-                    })
-                    .await;
-                if !matches!(accepted, Ok(Some(_))) {
-                    // Canceled (or expired) while the provider was accepting
-                    // it: stop it there too, so it does not run unpaid-for.
-                    let _ = lane
-                        .provider
-                        .cancel(FollowRef {
-                            task_id: &id,
-                            provider_task_id: &pid,
-                        })
-                        .await;
-                }
-                accepted.map(|_| ())
+                self.store_acceptance(lane, task, pid).await;
+                Ok(())
             }
             Err(ProviderError::BackPressure {
                 retry_after,
@@ -684,6 +667,48 @@ impl Dispatcher {
         };
         if let Err(e) = outcome {
             error!(task.id = %id, error = %e, "storing the outcome of task {id}'s submission failed: {e}");
+        }
+    }
+
+    /// Stores the provider's id for an accepted task. The provider is running
+    /// (and charging for) it now, so a store failure is retried until it
+    /// works or shutdown comes; a restart then finds the task by reference.
+    async fn store_acceptance(&self, lane: &Arc<Lane>, task: Task, pid: String) {
+        let id = task.id.clone();
+        let mut hint = Some(task);
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let accept = |t: &Task| {
+                (t.status == Status::Submitting).then(|| Event::Accept {
+                    provider_task_id: pid.clone(),
+                })
+            };
+            match self.transition(&id, hint.take(), accept).await {
+                Ok(Some(_)) => return,
+                Ok(None) => {
+                    // Canceled or expired while the provider was accepting it:
+                    // stop it there too, so it does not run unwanted.
+                    if let Err(e) = lane
+                        .provider
+                        .cancel(FollowRef {
+                            task_id: &id,
+                            provider_task_id: &pid,
+                        })
+                        .await
+                    {
+                        warn!(task.id = %id, error = %e, "cancel of task {id} at {} failed: {e}", lane.name);
+                    }
+                    return;
+                }
+                Err(e) => {
+                    error!(task.id = %id, error = %e, "storing acceptance of task {id} failed: {e}; retrying");
+                    tokio::select! {
+                        () = self.inner.shutdown.cancelled() => return,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
         }
     }
 
@@ -925,7 +950,14 @@ impl Dispatcher {
                 {
                     Ok(Some(_)) => warn!(task.id = %id, "task {id} passed its deadline"),
                     Ok(None) => {}
-                    Err(e) => error!(task.id = %id, error = %e, "expiring task {id} failed: {e}"),
+                    Err(e) => {
+                        error!(task.id = %id, error = %e, "expiring task {id} failed: {e}; trying again shortly");
+                        self.inner
+                            .deadlines
+                            .lock()
+                            .expect("deadlines lock")
+                            .insert((now_ms() + 1000, id.clone()));
+                    }
                 }
             }
             let next = self
