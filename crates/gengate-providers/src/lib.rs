@@ -19,9 +19,12 @@ pub mod sim;
 /// What the dispatcher hands a provider to submit.
 #[derive(Debug, Clone, Copy)]
 pub struct SubmitRequest<'a> {
-    /// Our task id; providers that keep a client reference get it, so a
-    /// submission whose answer was lost can be found again.
+    /// Our task id.
     pub task_id: &'a str,
+    /// The client reference of this submission (unique per attempt), for
+    /// providers that keep one: a submission whose answer was lost is found
+    /// again by it, while a retry is a new job.
+    pub reference: &'a str,
     pub model: &'a str,
     pub kind: ModelKind,
     /// The validated input.
@@ -98,10 +101,10 @@ pub trait Provider: Send + Sync + 'static {
     /// Asks the provider to stop a task. Best effort.
     async fn cancel(&self, task: FollowRef<'_>) -> Result<(), ProviderError>;
 
-    /// Finds the provider task submitted for our `task_id`, for a task whose
-    /// submission answer was lost. `Err(Unsupported)` when the provider keeps
-    /// no client reference.
-    async fn find_by_reference(&self, _task_id: &str) -> Result<Option<String>, ProviderError> {
+    /// Finds the provider task submitted with `reference` (see
+    /// [`SubmitRequest::reference`]), for a submission whose answer was lost.
+    /// `Err(Unsupported)` when the provider keeps no client reference.
+    async fn find_by_reference(&self, _reference: &str) -> Result<Option<String>, ProviderError> {
         Err(ProviderError::Unsupported)
     }
 }

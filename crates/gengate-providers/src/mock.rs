@@ -81,6 +81,9 @@ struct Ledger {
     active: BTreeMap<(i64, String), ()>,
     submissions: u64,
     refused: u64,
+    /// Submissions refused because their `external_id` was taken: a client
+    /// that resubmits what the provider already has.
+    duplicates: u64,
     peak: usize,
     next_id: u64,
 }
@@ -172,7 +175,13 @@ async fn submit(
     }
     let now = now_ms();
     let mut l = m.ledger.lock().expect("mock ledger lock");
-    if let Some(id) = body.external_id.as_ref().and_then(|e| l.by_external.get(e)) {
+    if let Some(id) = body
+        .external_id
+        .as_ref()
+        .and_then(|e| l.by_external.get(e))
+        .cloned()
+    {
+        l.duplicates += 1;
         return (
             StatusCode::CONFLICT,
             Json(json!({"error": {"code": "duplicate_external_id", "message": "a job with this external_id exists"}, "id": id})),
@@ -301,6 +310,7 @@ async fn stats(State(m): State<Mock>) -> Json<Value> {
         "in_flight": l.active.len(),
         "peak_concurrency": l.peak,
         "refused": l.refused,
+        "duplicates": l.duplicates,
         "concurrency_limit": m.cfg.concurrency,
     }))
 }

@@ -375,7 +375,7 @@ impl Provider for HttpSim {
             ModelKind::Image => "image",
             ModelKind::Video => "video",
         };
-        let body = json!({"model": req.model, "kind": kind, "input": req.input, "external_id": req.task_id});
+        let body = json!({"model": req.model, "kind": kind, "input": req.input, "external_id": req.reference});
         let resp = self
             .client
             .post(format!("{}/v1/jobs", self.base_url))
@@ -442,11 +442,11 @@ impl Provider for HttpSim {
         }
     }
 
-    async fn find_by_reference(&self, task_id: &str) -> Result<Option<String>, ProviderError> {
+    async fn find_by_reference(&self, reference: &str) -> Result<Option<String>, ProviderError> {
         let resp = self
             .client
             .get(format!("{}/v1/jobs", self.base_url))
-            .query(&[("external_id", task_id)])
+            .query(&[("external_id", reference)])
             .send()
             .await
             .map_err(|e| ProviderError::Transient(e.to_string()))?;

@@ -146,6 +146,13 @@ pub async fn serve(
     server: Server,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Recovery first: requests (a cancel, say) must not race the rebuilt
+    // slot counts. Connections wait in the listen backlog meanwhile.
+    server
+        .dispatcher
+        .recover()
+        .await
+        .context("recovering unfinished tasks")?;
     let dispatcher = tokio::spawn(server.dispatcher.run(server.shutdown_grace));
     axum::serve(listener, api::router(server.app))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())

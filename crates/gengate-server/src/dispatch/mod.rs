@@ -185,13 +185,12 @@ impl Dispatcher {
         self.inner.running.load(Ordering::Acquire)
     }
 
-    /// Recovers unfinished tasks, then runs every lane until shutdown, then
+    /// Runs every lane until shutdown (after [`Dispatcher::recover`]), then
     /// waits (up to `grace`) for submissions and polls under way to be stored.
     ///
     /// # Errors
     /// When the store cannot be read at start.
     pub async fn run(self, grace: Duration) -> anyhow::Result<()> {
-        self.recover().await?;
         for lane in self.inner.lanes.values() {
             self.inner
                 .tracker
@@ -216,7 +215,14 @@ impl Dispatcher {
         Ok(())
     }
 
-    async fn recover(&self) -> anyhow::Result<()> {
+    /// Loads every unfinished task: queued ones are queued again, running
+    /// ones followed by their stored provider id, and ones caught mid-
+    /// submission reconciled. Must finish before requests are served, so a
+    /// cancel cannot race the rebuilt slot counts.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    pub async fn recover(&self) -> anyhow::Result<()> {
         let tasks = self.inner.store.active_tasks().await?;
         let now = now_ms();
         let (mut queued, mut running, mut submitting) = (0, 0, 0);
@@ -568,10 +574,54 @@ impl Dispatcher {
         }
     }
 
+    /// Applies an event that must not be lost: a store failure is retried
+    /// with backoff until it works or shutdown comes (the next start then
+    /// recovers the task from what is stored).
+    async fn transition_retrying(
+        &self,
+        id: &str,
+        hint: Option<Task>,
+        make: impl Fn(&Task) -> Option<Event>,
+    ) -> Option<Task> {
+        let mut hint = hint;
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.transition(id, hint.take(), &make).await {
+                Ok(r) => return r,
+                Err(e) => {
+                    error!(task.id = %id, error = %e, "storing a change of task {id} failed: {e}; retrying");
+                    tokio::select! {
+                        () = self.inner.shutdown.cancelled() => return None,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Fails a task whose handling panicked, so the panic costs that task
+    /// and not its slot or the process.
+    async fn fail_after_panic(&self, id: &str) {
+        error!(task.id = %id, "handling task {id} panicked; the task fails");
+        let error = TaskError::new(
+            "internal_error",
+            "gengate hit an internal error while handling this task",
+            false,
+        );
+        self.transition_retrying(id, None, |t| {
+            t.status.holds_slot().then(|| Event::Fail {
+                error: error.clone(),
+                retry_at: 0,
+            })
+        })
+        .await;
+    }
+
     async fn submit(self, lane: Arc<Lane>, entry: QueueEntry) {
-        let id = entry.task_id.as_str();
+        let id = entry.task_id.clone();
         let claimed = self
-            .transition(id, None, |t| {
+            .transition(&id, None, |t| {
                 (t.status == Status::Queued).then_some(Event::Claim)
             })
             .await;
@@ -592,30 +642,43 @@ impl Dispatcher {
                 return;
             }
         };
+        // The provider call and what follows run in their own task, so a
+        // panic in an adapter fails this task instead of leaking its slot.
+        let this = self.clone();
+        let run =
+            tokio::spawn(async move { this.submit_claimed(&lane, task).await }.in_current_span());
+        if run.await.is_err_and(|e| e.is_panic()) {
+            self.fail_after_panic(&id).await;
+        }
+    }
+
+    async fn submit_claimed(&self, lane: &Arc<Lane>, task: Task) {
         let Some(model) = self.inner.models.get(&task.model) else {
             let error = TaskError::new(
                 "model_not_configured",
                 format!("model {} is no longer configured", task.model),
                 false,
             );
-            let _ = self
-                .transition(id, Some(task), |_| {
-                    Some(Event::Fail {
-                        error: error.clone(),
-                        retry_at: 0,
-                    })
+            let id = task.id.clone();
+            self.transition_retrying(&id, Some(task), |_| {
+                Some(Event::Fail {
+                    error: error.clone(),
+                    retry_at: 0,
                 })
-                .await;
+            })
+            .await;
             return;
         };
+        let reference = submission_reference(&task);
         let req = SubmitRequest {
-            task_id: id,
+            task_id: &task.id,
+            reference: &reference,
             model: &task.model,
             kind: model.kind,
             input: &task.input,
         };
         let result = lane.provider.submit(req).await;
-        self.after_submit(&lane, task, result).await;
+        self.after_submit(lane, task, result).await;
     }
 
     async fn after_submit(
@@ -625,11 +688,10 @@ impl Dispatcher {
         result: Result<String, ProviderError>,
     ) {
         let id = task.id.clone();
-        let outcome = match result {
+        match result {
             Ok(pid) => {
                 info!(task.id = %id, provider_task_id = %pid, "task {id} accepted by {}", lane.name);
                 self.store_acceptance(lane, task, pid).await;
-                Ok(())
             }
             Err(ProviderError::BackPressure {
                 retry_after,
@@ -640,74 +702,56 @@ impl Dispatcher {
                     .provider_error(&lane.name, "back_pressure");
                 debug!(task.id = %id, "provider {} at capacity: {message}", lane.name);
                 let not_before = now_ms() + retry_after.as_millis() as i64;
-                self.transition(&id, Some(task), |_| Some(Event::Defer { not_before }))
-                    .await
-                    .map(|_| ())
+                self.transition_retrying(&id, Some(task), |t| {
+                    (t.status == Status::Submitting).then_some(Event::Defer { not_before })
+                })
+                .await;
             }
             Err(ProviderError::Ambiguous(msg)) => {
                 self.inner.metrics.provider_error(&lane.name, "ambiguous");
                 warn!(task.id = %id, "submission of task {id} has an unknown outcome ({msg}); reconciling");
                 self.reconcile(lane, task).await;
-                Ok(())
             }
             Err(e) => {
                 let (kind, error) = classify_failure(&e);
                 self.inner.metrics.provider_error(&lane.name, kind);
                 warn!(task.id = %id, error = %e, "submission of task {id} to {} failed: {e}", lane.name);
                 let retry_at = self.backoff_at(task.attempts);
-                self.transition(&id, Some(task), |_| {
-                    Some(Event::Fail {
+                self.transition_retrying(&id, Some(task), |t| {
+                    (t.status == Status::Submitting).then(|| Event::Fail {
                         error: error.clone(),
                         retry_at,
                     })
                 })
-                .await
-                .map(|_| ())
+                .await;
             }
-        };
-        if let Err(e) = outcome {
-            error!(task.id = %id, error = %e, "storing the outcome of task {id}'s submission failed: {e}");
         }
     }
 
     /// Stores the provider's id for an accepted task. The provider is running
-    /// (and charging for) it now, so a store failure is retried until it
-    /// works or shutdown comes; a restart then finds the task by reference.
+    /// (and charging for) it now, so a store failure is retried, never
+    /// answered with a cancel; a restart finds the task by reference.
     async fn store_acceptance(&self, lane: &Arc<Lane>, task: Task, pid: String) {
         let id = task.id.clone();
-        let mut hint = Some(task);
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let accept = |t: &Task| {
+        let accepted = self
+            .transition_retrying(&id, Some(task), |t| {
                 (t.status == Status::Submitting).then(|| Event::Accept {
                     provider_task_id: pid.clone(),
                 })
-            };
-            match self.transition(&id, hint.take(), accept).await {
-                Ok(Some(_)) => return,
-                Ok(None) => {
-                    // Canceled or expired while the provider was accepting it:
-                    // stop it there too, so it does not run unwanted.
-                    if let Err(e) = lane
-                        .provider
-                        .cancel(FollowRef {
-                            task_id: &id,
-                            provider_task_id: &pid,
-                        })
-                        .await
-                    {
-                        warn!(task.id = %id, error = %e, "cancel of task {id} at {} failed: {e}", lane.name);
-                    }
-                    return;
-                }
-                Err(e) => {
-                    error!(task.id = %id, error = %e, "storing acceptance of task {id} failed: {e}; retrying");
-                    tokio::select! {
-                        () = self.inner.shutdown.cancelled() => return,
-                        () = tokio::time::sleep(delay) => {}
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
+            })
+            .await;
+        if accepted.is_none() && !self.inner.shutdown.is_cancelled() {
+            // Canceled or expired while the provider was accepting it: stop
+            // it there too, so it does not run unwanted.
+            if let Err(e) = lane
+                .provider
+                .cancel(FollowRef {
+                    task_id: &id,
+                    provider_task_id: &pid,
+                })
+                .await
+            {
+                warn!(task.id = %id, error = %e, "cancel of task {id} at {} failed: {e}", lane.name);
             }
         }
     }
@@ -716,14 +760,16 @@ impl Dispatcher {
     /// submitting it twice where the provider lets us look it up.
     async fn reconcile(&self, lane: &Arc<Lane>, task: Task) {
         let id = task.id.clone();
+        let reference = submission_reference(&task);
         let mut delay = Duration::from_millis(500);
+        // Lookups left once the task is no longer ours to settle (canceled or
+        // expired meanwhile): enough to find and stop a job the provider has.
+        let mut after_settled = 3;
         let event = loop {
-            match lane.provider.find_by_reference(&id).await {
+            match lane.provider.find_by_reference(&reference).await {
                 Ok(Some(pid)) => {
                     info!(task.id = %id, provider_task_id = %pid, "task {id} found at {} by reference", lane.name);
-                    break Event::Accept {
-                        provider_task_id: pid,
-                    };
+                    return self.store_acceptance(lane, task, pid).await;
                 }
                 // The provider never got it: queue again, attempt refunded.
                 Ok(None) => {
@@ -760,17 +806,20 @@ impl Dispatcher {
                         () = tokio::time::sleep(delay) => {}
                     }
                     delay = (delay * 2).min(Duration::from_secs(30));
+                    let settled = matches!(self.inner.store.get_task(&id).await, Ok(Some(t)) if t.status != Status::Submitting);
+                    if settled {
+                        if after_settled == 0 {
+                            return;
+                        }
+                        after_settled -= 1;
+                    }
                 }
             }
         };
-        if let Err(e) = self
-            .transition(&id, Some(task), |t| {
-                (t.status == Status::Submitting).then(|| event.clone())
-            })
-            .await
-        {
-            error!(task.id = %id, error = %e, "storing the reconciliation of task {id} failed: {e}");
-        }
+        self.transition_retrying(&id, Some(task), |t| {
+            (t.status == Status::Submitting).then(|| event.clone())
+        })
+        .await;
     }
 
     async fn poll_loop(self, lane: Arc<Lane>) {
@@ -801,7 +850,13 @@ impl Dispatcher {
                 let (this, lane2) = (self.clone(), lane.clone());
                 self.inner.tracker.spawn(
                     async move {
-                        this.poll_one(&lane2, &id, &pid).await;
+                        let run = tokio::spawn({
+                            let (this, lane, id) = (this.clone(), lane2.clone(), id.clone());
+                            async move { this.poll_one(&lane, &id, &pid).await }.in_current_span()
+                        });
+                        if run.await.is_err_and(|e| e.is_panic()) {
+                            this.fail_after_panic(&id).await;
+                        }
                         lane2.polls.add_permits(1);
                     }
                     .instrument(span),
@@ -993,6 +1048,12 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// The client reference a submission carries: one per attempt, so a retry
+/// is a new job at the provider while a lost answer can still be looked up.
+fn submission_reference(task: &Task) -> String {
+    format!("{}.{}", task.id, task.attempts)
 }
 
 fn entry_of(task: &Task) -> QueueEntry {

@@ -21,13 +21,17 @@ struct Mock {
 }
 
 async fn spawn_mock(concurrency: usize, latency_ms: u64) -> Mock {
+    spawn_failing_mock(concurrency, latency_ms, 0.0).await
+}
+
+async fn spawn_failing_mock(concurrency: usize, latency_ms: u64, fail_rate: f64) -> Mock {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let cfg = MockConfig {
         behavior: Behavior {
             latency_min: Duration::from_millis(latency_ms),
             latency_max: Duration::from_millis(latency_ms * 2),
-            fail_rate: 0.0,
+            fail_rate,
         },
         concurrency,
         public_url: url.clone(),
@@ -77,6 +81,7 @@ async fn account_back_pressure_keeps_tasks_queued_without_spending_attempts() {
     }
     let stats = mock_stats(&mock).await;
     assert_eq!(stats["submissions"], 12);
+    assert_eq!(stats["duplicates"], 0, "{stats}");
     assert!(stats["peak_concurrency"].as_u64().unwrap() <= 2, "{stats}");
     assert!(
         stats["refused"].as_u64().unwrap() > 0,
@@ -131,7 +136,7 @@ async fn a_task_caught_in_submitting_is_found_by_reference_not_submitted_again()
     let sent = reqwest::Client::new()
         .post(format!("{}/v1/jobs", mock.url))
         .json(
-            &json!({"model": "sim-image", "kind": "image", "input": input, "external_id": task.id}),
+            &json!({"model": "sim-image", "kind": "image", "input": input, "external_id": format!("{}.1", task.id)}),
         )
         .send()
         .await
@@ -143,10 +148,11 @@ async fn a_task_caught_in_submitting_is_found_by_reference_not_submitted_again()
     let done = app.get_as(&key, &format!("/v1/tasks/{}", task.id)).await;
     assert_eq!(done.status_text(), "succeeded", "{}", done.body);
     assert_eq!(done.body["attempts"], 1);
+    let stats = mock_stats(&mock).await;
     assert_eq!(
-        mock_stats(&mock).await["submissions"],
-        1,
-        "never submitted twice"
+        (stats["submissions"].as_u64(), stats["duplicates"].as_u64()),
+        (Some(1), Some(0)),
+        "never submitted twice: {stats}"
     );
 }
 
@@ -167,4 +173,26 @@ async fn an_unreachable_provider_is_retried_then_reported() {
     assert_eq!(t.status_text(), "failed", "{}", t.body);
     assert_eq!(t.body["error"]["code"], "provider_unavailable");
     assert_eq!(t.body["attempts"], 3);
+}
+
+#[tokio::test]
+async fn each_retry_is_a_new_job_at_the_provider_never_the_failed_one_again() {
+    let mock = spawn_failing_mock(4, 30, 1.0).await;
+    let url = mock.url.clone();
+    let app = spawn_app_with(move |cfg| {
+        cfg.providers.get_mut("sim").unwrap().base_url = Some(url);
+    })
+    .await;
+    let id = app.post_task(&prompt("always fails")).await.id();
+    app.dispatch_until_idle().await;
+    let t = app.get_task(&id).await;
+    assert_eq!(t.status_text(), "failed", "{}", t.body);
+    assert_eq!(t.body["error"]["code"], "worker_failed");
+    assert_eq!(t.body["attempts"], 3);
+    let stats = mock_stats(&mock).await;
+    assert_eq!(
+        (stats["submissions"].as_u64(), stats["duplicates"].as_u64()),
+        (Some(3), Some(0)),
+        "{stats}"
+    );
 }

@@ -164,6 +164,7 @@ async fn kill_9_while_tasks_are_queued_and_running_loses_nothing_and_submits_not
         "exactly one submission per task: {stats}"
     );
     assert!(stats["peak_concurrency"].as_u64().unwrap() <= 8, "{stats}");
+    assert_eq!(stats["duplicates"], 0, "nothing was resubmitted: {stats}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
