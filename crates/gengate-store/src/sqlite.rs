@@ -43,7 +43,9 @@ impl Default for Options {
 }
 
 type Reply = Box<dyn FnOnce(Result<()>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Reply + Send>;
+/// A write: run with the connection inside the batch's transaction, or with
+/// `None` when there is no transaction to run in (it then only reports that).
+type Job = Box<dyn FnOnce(Option<&Connection>) -> Reply + Send>;
 
 /// The SQLite store. Cheap to clone.
 #[derive(Clone)]
@@ -150,20 +152,23 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<R> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            // Each job runs in a savepoint so one failing job does not undo
-            // the others in its batch.
-            let outcome = match conn.execute_batch("SAVEPOINT job") {
-                Ok(()) => {
-                    let r = f(conn);
-                    let end = if r.is_ok() {
-                        "RELEASE job"
-                    } else {
-                        "ROLLBACK TO job; RELEASE job"
-                    };
-                    conn.execute_batch(end).map_err(unavailable).and(r)
-                }
-                Err(e) => Err(unavailable(e)),
+        let job: Job = Box::new(move |conn: Option<&Connection>| {
+            let outcome = match conn {
+                // Each job runs in a savepoint so one failing job does not
+                // undo the others in its batch.
+                Some(conn) => match conn.execute_batch("SAVEPOINT job") {
+                    Ok(()) => {
+                        let r = f(conn);
+                        let end = if r.is_ok() {
+                            "RELEASE job"
+                        } else {
+                            "ROLLBACK TO job; RELEASE job"
+                        };
+                        conn.execute_batch(end).map_err(unavailable).and(r)
+                    }
+                    Err(e) => Err(unavailable(e)),
+                },
+                None => Err(unavailable("the write transaction could not be started")),
             };
             Box::new(move |committed: Result<()>| {
                 let _ = tx.send(committed.and(outcome));
@@ -215,18 +220,41 @@ fn run_writer(conn: &Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
                 Err(_) => break,
             }
         }
-        let begun = conn.execute_batch("BEGIN IMMEDIATE").map_err(unavailable);
-        if let Err(e) = begun {
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!(error = %e, "sqlite write transaction could not begin");
             for job in batch.drain(..) {
-                // Run nothing; tell every writer the transaction never began.
-                drop(job);
-                tracing::error!(error = %e, "sqlite write transaction could not begin");
+                job(None)(Err(unavailable(&e)));
             }
             continue;
         }
-        replies.extend(batch.drain(..).map(|job| job(conn)));
-        let committed = conn.execute_batch("COMMIT").map_err(unavailable);
-        if committed.is_err() {
+        // Set when SQLite rolled the whole transaction back under us (disk
+        // full, I/O error): what ran is undone, and what follows must not run
+        // in autocommit mode, where each job would commit on its own.
+        let mut aborted = false;
+        for job in batch.drain(..) {
+            if aborted {
+                replies.push(job(None));
+                continue;
+            }
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(Some(conn)))) {
+                Ok(reply) => replies.push(reply),
+                Err(_) => {
+                    // The job's reply went with it: its caller sees the write
+                    // fail. Undo what it did and carry on with the batch.
+                    tracing::error!("a sqlite write job panicked; its changes are rolled back");
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                }
+            }
+            aborted = conn.is_autocommit();
+        }
+        let committed = if aborted {
+            Err(unavailable(
+                "the transaction was rolled back by the database",
+            ))
+        } else {
+            conn.execute_batch("COMMIT").map_err(unavailable)
+        };
+        if committed.is_err() && !conn.is_autocommit() {
             let _ = conn.execute_batch("ROLLBACK");
         }
         for reply in replies.drain(..) {
@@ -236,6 +264,45 @@ fn run_writer(conn: &Connection, mut rx: mpsc::UnboundedReceiver<Job>) {
             });
         }
     }
+}
+
+/// The SQL of a listing, with only the filters given, so that SQLite can
+/// use `tasks_by_user` (user listings) or `tasks_gallery` (the gallery) and
+/// start at the cursor instead of scanning. One statement text per filter
+/// combination, each prepared once per connection.
+pub fn list_sql(q: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
+    use rusqlite::types::Value as V;
+    let mut clauses: Vec<&str> = Vec::new();
+    let mut params: Vec<V> = Vec::new();
+    if let Some(user) = q.user_id {
+        clauses.push("user_id = ?");
+        params.push(V::Integer(user));
+    }
+    if q.gallery {
+        clauses.push("public = 1 AND status = 'succeeded'");
+    }
+    if let Some(status) = q.status {
+        clauses.push("status = ?");
+        params.push(V::Text(status.as_str().to_owned()));
+    }
+    if let Some(model) = &q.model {
+        clauses.push("model = ?");
+        params.push(V::Text(model.clone()));
+    }
+    if let Some(before) = &q.before {
+        clauses.push("id < ?");
+        params.push(V::Text(before.clone()));
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!(" WHERE {}", clauses.join(" AND "))
+    };
+    params.push(V::Integer(i64::from(q.limit)));
+    (
+        format!("SELECT {TASK_COLUMNS} FROM tasks{filter} ORDER BY id DESC LIMIT ?"),
+        params,
+    )
 }
 
 const TASK_COLUMNS: &str = "id, user_id, model, provider, status, input, outputs, error, public, priority, attempts, \
@@ -329,7 +396,11 @@ fn get_task_in(conn: &Connection, id: &str) -> Result<Option<Task>> {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
+        // Both paths: a reader connection, and the writer thread (a store that
+        // can be read but not written is not ready).
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err))
+            .await?;
+        self.write(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(db_err))
             .await
     }
 
@@ -498,17 +569,10 @@ impl Store for SqliteStore {
     async fn list_tasks(&self, q: &ListQuery) -> Result<Vec<Task>> {
         let q = q.clone();
         self.read(move |c| {
-            let gallery = if q.gallery { " AND public = 1 AND status = 'succeeded'" } else { "" };
-            let sql = format!(
-                "SELECT {TASK_COLUMNS} FROM tasks WHERE (?1 IS NULL OR user_id = ?1) AND (?2 IS NULL OR status = ?2) \
-                 AND (?3 IS NULL OR model = ?3) AND (?4 IS NULL OR id < ?4){gallery} ORDER BY id DESC LIMIT ?5"
-            );
+            let (sql, params) = list_sql(&q);
             let mut st = c.prepare_cached(&sql).map_err(db_err)?;
             let rows = st
-                .query_map(
-                    params![q.user_id, q.status.map(Status::as_str), q.model, q.before, q.limit],
-                    task_from_row,
-                )
+                .query_map(rusqlite::params_from_iter(params.iter()), task_from_row)
                 .map_err(db_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
         })
@@ -591,5 +655,49 @@ impl Store for SqliteStore {
             Ok(n as u64)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_write_fails_alone_and_the_writer_lives_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("t.db"), Options::default())
+            .await
+            .unwrap();
+        let ok = store.write(|c| {
+            c.execute("INSERT INTO users (name, created_at) VALUES ('a', 1)", [])
+                .map_err(db_err)
+        });
+        let boom = store.write(|c| -> Result<()> {
+            c.execute("INSERT INTO users (name, created_at) VALUES ('b', 1)", [])
+                .map_err(db_err)?;
+            panic!("a bug in a write job");
+        });
+        let (ok, boom) = tokio::join!(ok, boom);
+        assert!(ok.is_ok());
+        assert!(
+            boom.is_err(),
+            "the panicking job's caller is told it failed"
+        );
+        let names: Vec<String> = store
+            .read(|c| {
+                let mut st = c
+                    .prepare("SELECT name FROM users ORDER BY name")
+                    .map_err(db_err)?;
+                let rows = st.query_map([], |r| r.get(0)).map_err(db_err)?;
+                rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            names,
+            ["a"],
+            "the panicking job's insert was rolled back, the other kept"
+        );
+        store.ping().await.expect("the writer still works");
     }
 }

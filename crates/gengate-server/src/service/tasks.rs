@@ -154,7 +154,7 @@ impl TaskService {
                 format!("priority above {MAX_USER_PRIORITY} needs an admin key"),
             ));
         }
-        let _guard;
+        let mut guard = None;
         let idempotency = match idempotency_key {
             Some(key) => {
                 if key.is_empty()
@@ -178,10 +178,10 @@ impl TaskService {
                 {
                     return Err(ServiceError::IdempotencyInProgress);
                 }
-                _guard = InProgress {
+                guard = Some(InProgress {
                     set: self.in_progress.clone(),
                     key: slot,
-                };
+                });
                 // The hash covers what the client sent, not what defaults
                 // made of it, so a later catalog change does not break replays.
                 let canonical = json!({"model": req.model, "input": req.input, "public": req.public, "priority": req.priority});
@@ -212,18 +212,28 @@ impl TaskService {
             deadline_at: now + model.deadline_ms,
             created_at: now,
         };
-        let created = self
-            .store
-            .create_task(new, idempotency)
+        // The write and the enqueue run in their own task: if the client
+        // disconnects or the request times out after the write was sent, the
+        // task is still queued (and the in-progress guard held until then).
+        let (store, dispatcher) = (self.store.clone(), self.dispatcher.clone());
+        let work = tokio::spawn(async move {
+            let _guard = guard;
+            let created = store.create_task(new, idempotency).await?;
+            if !created.replayed {
+                tracing::info!(task.id = %created.task.id, model = %created.task.model, "task {} created", created.task.id);
+                dispatcher.enqueue(&created.task);
+            }
+            Ok::<_, StoreError>(created)
+        });
+        let created = work
             .await
+            .map_err(|e| {
+                ServiceError::Store(StoreError::Unavailable(format!("create task failed: {e}")))
+            })?
             .map_err(|e| match e {
                 StoreError::IdempotencyMismatch => ServiceError::IdempotencyMismatch,
                 other => ServiceError::Store(other),
             })?;
-        if !created.replayed {
-            tracing::info!(task.id = %created.task.id, model = %created.task.model, "task {} created", created.task.id);
-            self.dispatcher.enqueue(&created.task);
-        }
         Ok(created)
     }
 
@@ -341,14 +351,23 @@ impl TaskService {
         if task.status.is_terminal() {
             return Err(finished(&task));
         }
-        let mut last = None;
-        let canceled = self
-            .dispatcher
-            .transition(task_id, Some(task), |t| {
-                last = Some(t.clone());
-                (!t.status.is_terminal()).then_some(Event::Cancel)
-            })
-            .await?;
+        // In its own task, so a dropped request cannot store the cancel and
+        // skip its effects (the slot release, the cancel at the provider).
+        let dispatcher = self.dispatcher.clone();
+        let id = task_id.to_owned();
+        let (canceled, last) = tokio::spawn(async move {
+            let mut last = None;
+            let canceled = dispatcher
+                .transition(&id, Some(task), |t| {
+                    last = Some(t.clone());
+                    (!t.status.is_terminal()).then_some(Event::Cancel)
+                })
+                .await;
+            (canceled, last)
+        })
+        .await
+        .map_err(|e| ServiceError::Store(StoreError::Unavailable(format!("cancel failed: {e}"))))?;
+        let canceled = canceled?;
         match (canceled, last) {
             (Some(t), _) => {
                 tracing::info!(task.id = %t.id, "task {} canceled", t.id);

@@ -217,3 +217,105 @@ async fn unknown_and_not_yet_available_store_urls_are_refused_clearly() {
         assert!(matches!(err, StoreError::Config(_)), "{url}: {err}");
     }
 }
+
+/// The plans of the queries the API issues: each uses an index and none
+/// scans the table or sorts in a temporary B-tree.
+#[tokio::test]
+async fn sqlite_api_queries_use_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let store = gengate_store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let plan = |sql: &str, params: &[rusqlite::types::Value]| -> String {
+        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = st
+            .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join(" | ")
+    };
+    let cursor = Some("tsk_01M8C1ZESCAG39D4DQZP05YJPX".to_owned());
+    let cases = [
+        (
+            ListQuery {
+                user_id: Some(1),
+                limit: 21,
+                ..Default::default()
+            },
+            "tasks_by_user",
+        ),
+        (
+            ListQuery {
+                user_id: Some(1),
+                before: cursor.clone(),
+                limit: 21,
+                ..Default::default()
+            },
+            "tasks_by_user",
+        ),
+        (
+            ListQuery {
+                user_id: Some(1),
+                status: Some(Status::Running),
+                model: Some("m".into()),
+                limit: 21,
+                ..Default::default()
+            },
+            "tasks_by_user",
+        ),
+        (
+            ListQuery {
+                gallery: true,
+                limit: 21,
+                ..Default::default()
+            },
+            "tasks_gallery",
+        ),
+        (
+            ListQuery {
+                gallery: true,
+                before: cursor,
+                model: Some("m".into()),
+                limit: 21,
+                ..Default::default()
+            },
+            "tasks_gallery",
+        ),
+    ];
+    for (q, index) in cases {
+        let (sql, params) = gengate_store::sqlite::list_sql(&q);
+        let p = plan(&sql, &params);
+        assert!(p.contains(index), "{q:?} should use {index}: {p}");
+        // "SCAN tasks USING INDEX tasks_gallery" walks the small partial index
+        // in id order and stops at the limit; a SCAN without an index reads
+        // the table.
+        assert!(
+            p.split(" | ")
+                .all(|step| !step.starts_with("SCAN") || step.contains("USING")),
+            "{q:?} scans the table: {p}"
+        );
+        assert!(!p.contains("TEMP B-TREE"), "{q:?} sorts: {p}");
+    }
+    let by_id = plan(
+        "SELECT * FROM tasks WHERE id = ?",
+        &[rusqlite::types::Value::Text("x".into())],
+    );
+    assert!(
+        by_id.contains("PRIMARY KEY") || by_id.contains("USING INDEX"),
+        "{by_id}"
+    );
+    let key = plan(
+        "SELECT * FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL",
+        &[rusqlite::types::Value::Text("h".into())],
+    );
+    assert!(key.contains("USING INDEX"), "{key}");
+    let active = plan(
+        "SELECT * FROM tasks WHERE status IN ('queued', 'submitting', 'running') ORDER BY id",
+        &[],
+    );
+    assert!(active.contains("tasks_active"), "{active}");
+}
