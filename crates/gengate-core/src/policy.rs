@@ -13,7 +13,7 @@
 //! stays the system of record (a claim is a conditional update there).
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use crate::task::{TaskId, UserId};
 
@@ -27,17 +27,82 @@ pub struct QueueEntry {
     pub not_before: i64,
 }
 
-type Key = (Reverse<i32>, TaskId);
-
+/// One user's ready tasks: a queue per priority class, each sorted by id
+/// (creation time), so the head is found in O(1) and a task's rank by
+/// binary search.
 #[derive(Debug, Default)]
 struct UserQueue {
-    ready: BTreeSet<Key>,
+    classes: BTreeMap<Reverse<i32>, VecDeque<TaskId>>,
+    len: usize,
     last_served: u64,
 }
 
-/// The per-provider fair queue. All methods are O(log n) except [`FairQueue::pop`]
-/// and [`FairQueue::position`], which are O(users with ready tasks) and
-/// O(users + rank) respectively.
+impl UserQueue {
+    fn insert(&mut self, priority: i32, id: TaskId) {
+        let class = self.classes.entry(Reverse(priority)).or_default();
+        // New tasks arrive in id order; only retries land in the middle.
+        match class.back() {
+            Some(last) if *last > id => {
+                let at = class.partition_point(|x| *x < id);
+                class.insert(at, id);
+            }
+            _ => class.push_back(id),
+        }
+        self.len += 1;
+    }
+
+    fn remove(&mut self, priority: i32, id: &str) -> bool {
+        let Some(class) = self.classes.get_mut(&Reverse(priority)) else {
+            return false;
+        };
+        let Ok(at) = class.binary_search_by(|x| x.as_str().cmp(id)) else {
+            return false;
+        };
+        class.remove(at);
+        if class.is_empty() {
+            self.classes.remove(&Reverse(priority));
+        }
+        self.len -= 1;
+        true
+    }
+
+    fn head_priority(&self) -> Option<i32> {
+        self.classes.keys().next().map(|Reverse(p)| *p)
+    }
+
+    fn pop(&mut self) -> Option<(i32, TaskId)> {
+        let mut entry = self.classes.first_entry()?;
+        let Reverse(priority) = *entry.key();
+        let id = entry.get_mut().pop_front()?;
+        if entry.get().is_empty() {
+            entry.remove();
+        }
+        self.len -= 1;
+        Some((priority, id))
+    }
+
+    /// Tasks of a higher priority than `priority`, and of exactly it.
+    fn counts_around(&self, priority: i32) -> (u64, u64) {
+        let higher = self
+            .classes
+            .range(..Reverse(priority))
+            .map(|(_, c)| c.len() as u64)
+            .sum();
+        let same = self
+            .classes
+            .get(&Reverse(priority))
+            .map_or(0, |c| c.len() as u64);
+        (higher, same)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The per-provider fair queue. Pushes, removals and pops are O(log n) plus
+/// O(users with ready tasks) for the pick; [`FairQueue::position`] is
+/// O(users × priority classes + log n).
 #[derive(Debug, Default)]
 pub struct FairQueue {
     users: HashMap<UserId, UserQueue>,
@@ -66,8 +131,7 @@ impl FairQueue {
             self.users
                 .entry(e.user_id)
                 .or_default()
-                .ready
-                .insert((Reverse(e.priority), e.task_id));
+                .insert(e.priority, e.task_id);
         }
     }
 
@@ -76,12 +140,11 @@ impl FairQueue {
         let Some((user, prio, not_before)) = self.index.remove(task_id) else {
             return false;
         };
-        let key = (Reverse(prio), task_id.to_owned());
-        if !self.delayed.remove(&(not_before, key.1.clone()))
+        if !self.delayed.remove(&(not_before, task_id.to_owned()))
             && let Some(q) = self.users.get_mut(&user)
         {
-            q.ready.remove(&key);
-            if q.ready.is_empty() && self.in_flight.get(&user).copied().unwrap_or(0) == 0 {
+            q.remove(prio, task_id);
+            if q.is_empty() && self.in_flight.get(&user).copied().unwrap_or(0) == 0 {
                 self.users.remove(&user);
             }
         }
@@ -115,11 +178,7 @@ impl FairQueue {
                 break;
             };
             if let Some(&(user, prio, _)) = self.index.get(&id) {
-                self.users
-                    .entry(user)
-                    .or_default()
-                    .ready
-                    .insert((Reverse(prio), id));
+                self.users.entry(user).or_default().insert(prio, id);
             }
         }
     }
@@ -132,16 +191,16 @@ impl FairQueue {
             .users
             .iter()
             .filter_map(|(user, q)| {
-                let (Reverse(prio), _) = q.ready.first()?;
+                let prio = q.head_priority()?;
                 let flying = self.in_flight.get(user).copied().unwrap_or(0);
-                Some(((Reverse(*prio), flying, q.last_served, *user), *user))
+                Some(((Reverse(prio), flying, q.last_served, *user), *user))
             })
             .min()
             .map(|(_, user)| user)?;
         self.serve_clock += 1;
         let q = self.users.get_mut(&user)?;
         q.last_served = self.serve_clock;
-        let (Reverse(priority), task_id) = q.ready.pop_first()?;
+        let (priority, task_id) = q.pop()?;
         let (_, _, not_before) = self.index.remove(&task_id)?;
         *self.in_flight.entry(user).or_default() += 1;
         Some(QueueEntry {
@@ -164,28 +223,29 @@ impl FairQueue {
             *n = n.saturating_sub(1);
             if *n == 0 {
                 self.in_flight.remove(&user_id);
-                if self.users.get(&user_id).is_some_and(|q| q.ready.is_empty()) {
+                if self.users.get(&user_id).is_some_and(UserQueue::is_empty) {
                     self.users.remove(&user_id);
                 }
             }
         }
     }
 
-    /// 1-based position of a ready task in dispatch order (1 = next).
-    ///
-    /// Exact when no task arrives, finishes or changes priority meanwhile:
-    /// users take turns, so a user whose turn comes before ours in this round
-    /// (fewer in flight, or served longer ago) contributes up to `rank + 1`
-    /// tasks ahead of ours, any other up to `rank`, and every task of higher
-    /// priority is ahead. Delayed tasks (waiting for a retry time) have no
-    /// position.
+    /// 1-based position of a ready task in dispatch order (1 = next), an
+    /// estimate from the current turn order: users take turns, so a user
+    /// whose turn comes before ours (fewer in flight, or served longer ago)
+    /// contributes up to `rank + 1` tasks ahead of ours, any other up to
+    /// `rank`, and every task of higher priority is ahead. It is exact when
+    /// all ready tasks share one priority and nothing is in flight; otherwise
+    /// in-flight counts change as tasks start, which only an O(position)
+    /// simulation would follow. Delayed tasks (waiting for a retry time)
+    /// have no position.
     pub fn position(&self, task_id: &str) -> Option<u64> {
         let &(user, prio, _) = self.index.get(task_id)?;
         let q = self.users.get(&user)?;
-        let key = (Reverse(prio), task_id.to_owned());
-        if !q.ready.contains(&key) {
-            return None;
-        }
+        let class = q.classes.get(&Reverse(prio))?;
+        let at = class.binary_search_by(|x| x.as_str().cmp(task_id)).ok()? as u64;
+        let (higher_own, _) = q.counts_around(prio);
+        let rank = higher_own + at;
         let turn = |u: &UserId, uq: &UserQueue| {
             (
                 self.in_flight.get(u).copied().unwrap_or(0),
@@ -194,20 +254,12 @@ impl FairQueue {
             )
         };
         let ours = turn(&user, q);
-        let rank = q.ready.range(..key).count() as u64;
         let others: u64 = self
             .users
             .iter()
             .filter(|(u, _)| **u != user)
             .map(|(u, oq)| {
-                let higher = oq.ready.range(..(Reverse(prio), String::new())).count() as u64;
-                let same = oq
-                    .ready
-                    .range(
-                        (Reverse(prio), String::new())
-                            ..(Reverse(prio.saturating_sub(1)), String::new()),
-                    )
-                    .count() as u64;
+                let (higher, same) = oq.counts_around(prio);
                 let turns = rank + u64::from(turn(u, oq) < ours);
                 higher + same.min(turns)
             })
@@ -334,6 +386,27 @@ mod tests {
         );
         assert!(q.remove("x") && q.remove("y") && !q.remove("y"));
         assert!(q.is_empty() && q.pop(100).is_none());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn position_is_exact_for_equal_priorities_and_nothing_in_flight(
+            users in proptest::collection::vec(1i64..6, 1..80),
+        ) {
+            // The case the estimate is exact for: one priority, nothing in flight.
+            let mut q = FairQueue::new();
+            for (i, user) in users.iter().enumerate() {
+                q.push(entry(&format!("t{i:03}"), *user, 0), 0);
+            }
+            let tasks = &users;
+            let predicted: HashMap<String, u64> =
+                (0..tasks.len()).map(|i| format!("t{i:03}")).map(|id| (id.clone(), q.position(&id).unwrap())).collect();
+            let mut n = 0;
+            while let Some(e) = q.pop(0) {
+                n += 1;
+                proptest::prop_assert_eq!(predicted[&e.task_id], n, "task {}", e.task_id);
+            }
+        }
     }
 
     #[test]
