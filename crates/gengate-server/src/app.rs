@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ProviderKind};
 use crate::dispatch::{Dispatcher, LaneConfig, Settings};
+use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::service::auth::AuthService;
 use crate::service::tasks::TaskService;
@@ -31,6 +32,7 @@ pub struct App {
     pub media_dir: PathBuf,
     pub body_limit: usize,
     pub request_timeout: Duration,
+    pub hub: Arc<Hub>,
 }
 
 /// Everything `serve` runs.
@@ -104,8 +106,10 @@ pub fn build(
         idempotency_ttl: d.idempotency_ttl.0,
     };
     let lanes = providers(cfg, &format!("{public_url}/media"))?;
+    let hub = Arc::new(Hub::new(cfg.server.task_cache, cfg.server.event_replay, now_ms()));
     let dispatcher = Dispatcher::new(
         store.clone(),
+        hub.clone(),
         lanes,
         &catalog,
         settings,
@@ -115,6 +119,7 @@ pub fn build(
     let catalog = Arc::new(catalog.into_iter().map(|m| (m.name.clone(), m)).collect());
     let tasks = TaskService::new(
         store.clone(),
+        hub.clone(),
         dispatcher.clone(),
         catalog,
         settings.idempotency_ttl,
@@ -127,6 +132,7 @@ pub fn build(
         media_dir: cfg.media_dir(),
         body_limit: cfg.server.body_limit.0 as usize,
         request_timeout: cfg.server.request_timeout.0,
+        hub,
     };
     Ok(Server {
         app,

@@ -115,6 +115,10 @@ pub struct ServerConfig {
     pub request_timeout: Dur,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Dur,
+    /// Tasks kept in memory for fast reads (their latest state, exact).
+    pub task_cache: usize,
+    /// Recent task events kept so an event stream can resume (Last-Event-ID).
+    pub event_replay: usize,
 }
 
 impl Default for ServerConfig {
@@ -126,6 +130,8 @@ impl Default for ServerConfig {
             body_limit: Bytes(64 * 1024),
             request_timeout: Dur(Duration::from_secs(30)),
             shutdown_grace: Dur(Duration::from_secs(10)),
+            task_cache: 100_000,
+            event_replay: 65_536,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod dispatch;
+pub mod hub;
 pub mod keys;
 pub mod metrics;
 pub mod service;

@@ -54,7 +54,7 @@ pub(super) async fn create_task(
     let info = app.tasks.dispatcher().queue_info(&created.task);
     let mut resp = (
         StatusCode::ACCEPTED,
-        Json(TaskView::new(created.task, info)),
+        Json(TaskView::new(&created.task, info)),
     )
         .into_response();
     if created.replayed {
@@ -79,7 +79,7 @@ pub(super) async fn get_task(
 ) -> Result<Response, ApiError> {
     let task = app.tasks.get(&caller, &id).await?;
     let info = app.tasks.dispatcher().queue_info(&task);
-    Ok(cached_json(&headers, &TaskView::new(task, info), PRIVATE))
+    Ok(cached_json(&headers, &TaskView::new(&task, info), PRIVATE))
 }
 
 /// List your tasks, newest first.
@@ -106,7 +106,7 @@ pub(super) async fn list_tasks(
         .into_iter()
         .map(|t| {
             let info = dispatcher.queue_info(&t);
-            TaskView::new(t, info)
+            TaskView::new(&t, info)
         })
         .collect();
     Ok(cached_json(
@@ -131,5 +131,5 @@ pub(super) async fn cancel_task(
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     let task = app.tasks.cancel(&caller, &id).await?;
-    Ok(Json(TaskView::new(task, Default::default())))
+    Ok(Json(TaskView::new(&task, Default::default())))
 }

@@ -78,27 +78,24 @@ fn outputs(task: &Task) -> Vec<OutputView> {
 }
 
 impl TaskView {
-    pub fn new(task: Task, q: QueueInfo) -> Self {
+    pub fn new(task: &Task, q: QueueInfo) -> Self {
         Self {
-            outputs: outputs(&task),
+            id: task.id.clone(),
+            model: task.model.clone(),
             status: task.status.as_str(),
-            error: task.error.map(|e| TaskErrorView {
-                code: e.code,
-                message: e.message,
-            }),
+            input: task.input.clone(),
+            outputs: outputs(task),
+            error: task.error.as_ref().map(|e| TaskErrorView { code: e.code.clone(), message: e.message.clone() }),
             queue_position: q.position,
             eta_seconds: q.eta_seconds,
             progress: (task.progress * 100.0).round() / 100.0,
+            provider: task.provider.clone(),
             attempts: task.attempts,
             public: task.public,
             priority: task.priority,
             created_at: rfc3339(task.created_at),
             started_at: task.started_at.map(rfc3339),
             finished_at: task.finished_at.map(rfc3339),
-            id: task.id,
-            model: task.model,
-            input: task.input,
-            provider: task.provider,
         }
     }
 }

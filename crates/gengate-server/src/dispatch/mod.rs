@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use crate::hub::Hub;
 use crate::metrics::{Metrics, ProviderGauges};
 use crate::now_ms;
 
@@ -98,6 +99,7 @@ impl Lane {
 
 struct Inner {
     store: Arc<dyn Store>,
+    hub: Arc<Hub>,
     lanes: HashMap<String, Arc<Lane>>,
     models: HashMap<String, ModelSpec>,
     settings: Settings,
@@ -140,6 +142,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(
         store: Arc<dyn Store>,
+        hub: Arc<Hub>,
         lanes: HashMap<String, LaneConfig>,
         models: &[ModelSpec],
         settings: Settings,
@@ -166,6 +169,7 @@ impl Dispatcher {
         Self {
             inner: Arc::new(Inner {
                 store,
+                hub,
                 lanes,
                 models,
                 settings,
@@ -411,8 +415,12 @@ impl Dispatcher {
         mut make: impl FnMut(&Task) -> Option<Event>,
     ) -> Result<Option<Task>, StoreError> {
         let mut hint = hint;
-        for _ in 0..16 {
-            let task = match hint.take() {
+        for attempt in 0..16 {
+            let first = attempt == 0;
+            // First try: the caller's copy or the cached state (exact on one
+            // node); a stale one only costs a failed conditional update,
+            // after which the store is read.
+            let task = match hint.take().or_else(|| first.then(|| self.inner.hub.get(id)).flatten().map(|t| (*t).clone())) {
                 Some(t) => t,
                 None => match self.inner.store.get_task(id).await? {
                     Some(t) => t,
@@ -432,6 +440,7 @@ impl Dispatcher {
             };
             next.version = task.version + 1;
             if self.inner.store.update_task(&next).await? {
+                self.inner.hub.publish(&next);
                 debug!(task.id = %id, event = event_name, "task {id} {} -> {}", task.status.as_str(), next.status.as_str());
                 self.inner
                     .metrics

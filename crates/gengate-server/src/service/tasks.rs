@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use super::ServiceError;
 use crate::dispatch::Dispatcher;
+use crate::hub::Hub;
 use crate::keys::hex;
 use crate::now_ms;
 
@@ -70,6 +71,7 @@ impl Drop for InProgress {
 #[derive(Clone)]
 pub struct TaskService {
     store: Arc<dyn Store>,
+    hub: Arc<Hub>,
     dispatcher: Dispatcher,
     catalog: Arc<Catalog>,
     in_progress: Arc<Mutex<HashSet<(i64, String)>>>,
@@ -88,12 +90,14 @@ fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
 impl TaskService {
     pub fn new(
         store: Arc<dyn Store>,
+        hub: Arc<Hub>,
         dispatcher: Dispatcher,
         catalog: Arc<Catalog>,
         idempotency_ttl: Duration,
     ) -> Self {
         Self {
             store,
+            hub,
             dispatcher,
             catalog,
             in_progress: Arc::default(),
@@ -215,11 +219,14 @@ impl TaskService {
         // The write and the enqueue run in their own task: if the client
         // disconnects or the request times out after the write was sent, the
         // task is still queued (and the in-progress guard held until then).
-        let (store, dispatcher) = (self.store.clone(), self.dispatcher.clone());
+        let (store, dispatcher, hub) = (self.store.clone(), self.dispatcher.clone(), self.hub.clone());
         let work = tokio::spawn(async move {
             let _guard = guard;
             let created = store.create_task(new, idempotency).await?;
-            if !created.replayed {
+            if created.replayed {
+                hub.remember(created.task.clone());
+            } else {
+                hub.publish(&created.task);
                 tracing::info!(task.id = %created.task.id, model = %created.task.model, "task {} created", created.task.id);
                 dispatcher.enqueue(&created.task);
             }
@@ -241,12 +248,15 @@ impl TaskService {
     ///
     /// # Errors
     /// [`ServiceError::NotFound`] for a missing task or someone else's.
-    pub async fn get(&self, caller: &Caller, task_id: &str) -> Result<Task, ServiceError> {
+    pub async fn get(&self, caller: &Caller, task_id: &str) -> Result<Arc<Task>, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("no task {task_id}"));
         if !id::is_task_id(task_id) {
             return Err(not_found());
         }
-        let task = self.store.get_task(task_id).await?.ok_or_else(not_found)?;
+        let task = match self.hub.get(task_id) {
+            Some(t) => t,
+            None => self.hub.remember(self.store.get_task(task_id).await?.ok_or_else(not_found)?),
+        };
         if task.user_id != caller.user_id && caller.role != Role::Admin {
             return Err(not_found());
         }
@@ -358,7 +368,7 @@ impl TaskService {
         let (canceled, last) = tokio::spawn(async move {
             let mut last = None;
             let canceled = dispatcher
-                .transition(&id, Some(task), |t| {
+                .transition(&id, Some((*task).clone()), |t| {
                     last = Some(t.clone());
                     (!t.status.is_terminal()).then_some(Event::Cancel)
                 })
