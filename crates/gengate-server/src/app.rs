@@ -33,6 +33,8 @@ pub struct App {
     pub body_limit: usize,
     pub request_timeout: Duration,
     pub hub: Arc<Hub>,
+    /// Fired at shutdown; long-lived responses (event streams) end on it.
+    pub shutdown: CancellationToken,
 }
 
 /// Everything `serve` runs.
@@ -106,7 +108,11 @@ pub fn build(
         idempotency_ttl: d.idempotency_ttl.0,
     };
     let lanes = providers(cfg, &format!("{public_url}/media"))?;
-    let hub = Arc::new(Hub::new(cfg.server.task_cache, cfg.server.event_replay, now_ms()));
+    let hub = Arc::new(Hub::new(
+        cfg.server.task_cache,
+        cfg.server.event_replay,
+        now_ms(),
+    ));
     let dispatcher = Dispatcher::new(
         store.clone(),
         hub.clone(),
@@ -114,7 +120,7 @@ pub fn build(
         &catalog,
         settings,
         metrics.clone(),
-        shutdown,
+        shutdown.clone(),
     );
     let catalog = Arc::new(catalog.into_iter().map(|m| (m.name.clone(), m)).collect());
     let tasks = TaskService::new(
@@ -133,6 +139,7 @@ pub fn build(
         body_limit: cfg.server.body_limit.0 as usize,
         request_timeout: cfg.server.request_timeout.0,
         hub,
+        shutdown,
     };
     Ok(Server {
         app,

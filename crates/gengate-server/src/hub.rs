@@ -18,8 +18,14 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use gengate_core::{Task, TaskId};
+use gengate_core::{Task, TaskId, UserId};
 use tokio::sync::broadcast;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Topic {
+    Task(TaskId),
+    User(UserId),
+}
 
 /// One stored change of a task.
 #[derive(Debug)]
@@ -34,7 +40,8 @@ const SHARDS: usize = 16;
 pub struct Hub {
     shards: Vec<Mutex<HashMap<TaskId, Arc<Task>>>>,
     per_shard: usize,
-    events: broadcast::Sender<Arc<TaskEvent>>,
+    /// Subscribers by topic, so an event wakes only those who want it.
+    topics: Mutex<HashMap<Topic, broadcast::Sender<Arc<TaskEvent>>>>,
     /// Recent events, oldest first, for `Last-Event-ID` resumption.
     ring: Mutex<VecDeque<Arc<TaskEvent>>>,
     ring_len: usize,
@@ -46,11 +53,10 @@ impl Hub {
     /// A hub caching up to `capacity` tasks and replaying up to `ring_len`
     /// recent events. `epoch` should be the process start time.
     pub fn new(capacity: usize, ring_len: usize, epoch: i64) -> Self {
-        let (events, _) = broadcast::channel(4096);
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
-            events,
+            topics: Mutex::default(),
             ring: Mutex::new(VecDeque::with_capacity(ring_len.min(1 << 16))),
             ring_len: ring_len.max(1),
             seq: AtomicU64::new(0),
@@ -86,7 +92,11 @@ impl Hub {
 
     /// The cached state of a task, if cached.
     pub fn get(&self, id: &str) -> Option<Arc<Task>> {
-        self.shard(id).lock().expect("hub shard lock").get(id).cloned()
+        self.shard(id)
+            .lock()
+            .expect("hub shard lock")
+            .get(id)
+            .cloned()
     }
 
     /// Caches a task read from the store (a cache miss).
@@ -106,13 +116,40 @@ impl Hub {
             }
             ring.push_back(event.clone());
         }
-        // No subscribers is fine.
-        let _ = self.events.send(event);
+        let mut topics = self.topics.lock().expect("hub topics lock");
+        for topic in [
+            Topic::Task(event.task.id.clone()),
+            Topic::User(event.task.user_id),
+        ] {
+            if let Some(tx) = topics.get(&topic)
+                && tx.send(event.clone()).is_err()
+            {
+                // Everyone left: forget the topic.
+                topics.remove(&topic);
+            }
+        }
     }
 
-    /// Live events from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<Arc<TaskEvent>> {
-        self.events.subscribe()
+    /// Live events of one task from now on.
+    pub fn subscribe_task(&self, id: &str) -> broadcast::Receiver<Arc<TaskEvent>> {
+        self.subscribe(Topic::Task(id.to_owned()), 16)
+    }
+
+    /// Live events of all of one user's tasks from now on.
+    pub fn subscribe_user(&self, user: UserId) -> broadcast::Receiver<Arc<TaskEvent>> {
+        self.subscribe(Topic::User(user), 256)
+    }
+
+    fn subscribe(&self, topic: Topic, capacity: usize) -> broadcast::Receiver<Arc<TaskEvent>> {
+        let mut topics = self.topics.lock().expect("hub topics lock");
+        if topics.len() > 4096 {
+            // Drop topics whose subscribers all left without an event since.
+            topics.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        topics
+            .entry(topic)
+            .or_insert_with(|| broadcast::channel(capacity).0)
+            .subscribe()
     }
 
     /// Events after `seq`, if the ring still holds all of them.
@@ -143,7 +180,9 @@ impl Hub {
     /// an id from another process (before a restart) or a malformed one.
     pub fn parse_event_id(&self, id: &str) -> Option<u64> {
         let (epoch, seq) = id.trim().split_once('-')?;
-        (epoch.parse::<i64>().ok()? == self.epoch).then(|| seq.parse().ok()).flatten()
+        (epoch.parse::<i64>().ok()? == self.epoch)
+            .then(|| seq.parse().ok())
+            .flatten()
     }
 }
 
@@ -176,12 +215,18 @@ mod tests {
         let hub = Hub::new(16, 8, 7);
         hub.publish(&task("a", 2));
         hub.publish(&task("a", 1));
-        assert_eq!(hub.get("a").unwrap().version, 2, "an older state never replaces a newer one");
+        assert_eq!(
+            hub.get("a").unwrap().version,
+            2,
+            "an older state never replaces a newer one"
+        );
         assert_eq!(hub.remember(task("a", 0)).version, 2);
         for i in 0..100 {
             hub.publish(&task(&format!("t{i}"), 0));
         }
-        let cached = (0..100).filter(|i| hub.get(&format!("t{i}")).is_some()).count();
+        let cached = (0..100)
+            .filter(|i| hub.get(&format!("t{i}")).is_some())
+            .count();
         assert!(cached <= 16 + SHARDS, "bounded: {cached}");
     }
 

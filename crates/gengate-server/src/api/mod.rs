@@ -8,6 +8,7 @@ pub mod views;
 
 mod admin;
 mod catalog;
+mod events;
 mod health;
 mod media;
 mod openapi;
@@ -38,6 +39,7 @@ pub fn router(app: App) -> Router {
     Router::new()
         .merge(health::router())
         .merge(tasks::router())
+        .merge(events::router())
         .merge(catalog::router())
         .merge(admin::router())
         .merge(media::router())
@@ -69,11 +71,28 @@ async fn track(State(app): State<App>, req: Request, next: Next) -> Response {
         .to_owned();
     let method = req.method().clone();
     let span = tracing::debug_span!("request", method = %method, route = %route);
+    // Event streams live as long as the client wants (they end at shutdown);
+    // a long poll may take its `wait` on top of the normal limit.
+    let limit = if route.ends_with("/events") {
+        None
+    } else {
+        let wait = req
+            .uri()
+            .query()
+            .and_then(|q| form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "wait"))
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            .min(tasks::MAX_WAIT_SECS);
+        Some(app.request_timeout + std::time::Duration::from_secs(wait))
+    };
     let started = Instant::now();
-    let resp = match tokio::time::timeout(app.request_timeout, next.run(req).instrument(span)).await
-    {
-        Ok(resp) => resp,
-        Err(_) => ApiError::unavailable("the request took too long").into_response(),
+    let run = next.run(req).instrument(span);
+    let resp = match limit {
+        None => run.await,
+        Some(limit) => match tokio::time::timeout(limit, run).await {
+            Ok(resp) => resp,
+            Err(_) => ApiError::unavailable("the request took too long").into_response(),
+        },
     };
     let secs = started.elapsed().as_secs_f64();
     app.metrics

@@ -14,6 +14,7 @@ use crate::app::App;
     paths(
         super::health::healthz, super::health::readyz, super::health::metrics,
         super::tasks::create_task, super::tasks::get_task, super::tasks::list_tasks, super::tasks::cancel_task,
+        super::events::task_events, super::events::user_events,
         super::catalog::list_models, super::catalog::gallery,
         super::admin::stats,
     ),

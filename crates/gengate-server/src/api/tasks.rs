@@ -10,7 +10,12 @@ use gengate_store::Caller;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppQuery, IdempotencyKeyHeader};
-use super::views::{CreateTaskRequest, ListTasksQuery, TaskPage, TaskView};
+use super::views::{CreateTaskRequest, GetTaskQuery, ListTasksQuery, TaskPage, TaskView};
+
+use std::time::Duration;
+
+/// Longest long-poll a client may ask for.
+pub(super) const MAX_WAIT_SECS: u64 = 60;
 use super::{PRIVATE, cached_json};
 use crate::app::App;
 use crate::service::tasks::{CreateTask, ListParams};
@@ -67,6 +72,7 @@ pub(super) async fn create_task(
 /// Get a task (yours, or any with an admin key).
 #[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks",
     params(("id" = String, Path, description = "Task id (tsk_…)"),
+           ("wait" = Option<u64>, Query, description = "Long-poll: wait up to this many seconds (0..=60) for the status to change"),
            ("If-None-Match" = Option<String>, Header, description = "ETag of a copy you have; 304 if unchanged")),
     responses((status = 200, body = TaskView), (status = 304, description = "Not modified"),
               (status = 401, body = ErrorBody), (status = 404, description = "No such task, or not yours", body = ErrorBody)),
@@ -75,9 +81,22 @@ pub(super) async fn get_task(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
+    AppQuery(q): AppQuery<GetTaskQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let task = app.tasks.get(&caller, &id).await?;
+    let wait = q.wait.unwrap_or(0);
+    if wait > MAX_WAIT_SECS {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_request",
+            format!("wait must be 0..={MAX_WAIT_SECS} seconds"),
+        )
+        .with_field("wait"));
+    }
+    let task = app
+        .tasks
+        .get_wait(&caller, &id, Duration::from_secs(wait))
+        .await?;
     let info = app.tasks.dispatcher().queue_info(&task);
     Ok(cached_json(&headers, &TaskView::new(&task, info), PRIVATE))
 }

@@ -85,7 +85,10 @@ impl TaskView {
             status: task.status.as_str(),
             input: task.input.clone(),
             outputs: outputs(task),
-            error: task.error.as_ref().map(|e| TaskErrorView { code: e.code.clone(), message: e.message.clone() }),
+            error: task.error.as_ref().map(|e| TaskErrorView {
+                code: e.code.clone(),
+                message: e.message.clone(),
+            }),
             queue_position: q.position,
             eta_seconds: q.eta_seconds,
             progress: (task.progress * 100.0).round() / 100.0,
@@ -169,6 +172,14 @@ impl ModelView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ModelList {
     pub data: Vec<ModelView>,
+}
+
+/// Query of `GET /v1/tasks/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetTaskQuery {
+    /// Long-poll: seconds to wait for a status change.
+    pub wait: Option<u64>,
 }
 
 /// Query of `GET /v1/tasks`.

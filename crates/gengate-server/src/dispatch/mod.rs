@@ -420,7 +420,12 @@ impl Dispatcher {
             // First try: the caller's copy or the cached state (exact on one
             // node); a stale one only costs a failed conditional update,
             // after which the store is read.
-            let task = match hint.take().or_else(|| first.then(|| self.inner.hub.get(id)).flatten().map(|t| (*t).clone())) {
+            let task = match hint.take().or_else(|| {
+                first
+                    .then(|| self.inner.hub.get(id))
+                    .flatten()
+                    .map(|t| (*t).clone())
+            }) {
                 Some(t) => t,
                 None => match self.inner.store.get_task(id).await? {
                     Some(t) => t,

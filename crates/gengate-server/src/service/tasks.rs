@@ -110,6 +110,10 @@ impl TaskService {
         &self.dispatcher
     }
 
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
     pub fn catalog(&self) -> &Catalog {
         &self.catalog
     }
@@ -219,7 +223,11 @@ impl TaskService {
         // The write and the enqueue run in their own task: if the client
         // disconnects or the request times out after the write was sent, the
         // task is still queued (and the in-progress guard held until then).
-        let (store, dispatcher, hub) = (self.store.clone(), self.dispatcher.clone(), self.hub.clone());
+        let (store, dispatcher, hub) = (
+            self.store.clone(),
+            self.dispatcher.clone(),
+            self.hub.clone(),
+        );
         let work = tokio::spawn(async move {
             let _guard = guard;
             let created = store.create_task(new, idempotency).await?;
@@ -255,12 +263,49 @@ impl TaskService {
         }
         let task = match self.hub.get(task_id) {
             Some(t) => t,
-            None => self.hub.remember(self.store.get_task(task_id).await?.ok_or_else(not_found)?),
+            None => self
+                .hub
+                .remember(self.store.get_task(task_id).await?.ok_or_else(not_found)?),
         };
         if task.user_id != caller.user_id && caller.role != Role::Admin {
             return Err(not_found());
         }
         Ok(task)
+    }
+
+    /// Like [`TaskService::get`], but if the task is unfinished, waits up
+    /// to `wait` for its status to change and answers with the state then
+    /// (or the current one when nothing changed in time).
+    ///
+    /// # Errors
+    /// As for `get`.
+    pub async fn get_wait(
+        &self,
+        caller: &Caller,
+        task_id: &str,
+        wait: Duration,
+    ) -> Result<Arc<Task>, ServiceError> {
+        // Subscribe before reading, so a change in between is not missed.
+        let mut changes = self.hub.subscribe_task(task_id);
+        let task = self.get(caller, task_id).await?;
+        if wait.is_zero() || task.status.is_terminal() {
+            return Ok(task);
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, changes.recv()).await {
+                Err(_) => return Ok(self.hub.get(task_id).unwrap_or(task)),
+                Ok(Ok(event)) if event.task.status != task.status => return Ok(event.task.clone()),
+                Ok(Ok(_)) => {}
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                    let now = self.get(caller, task_id).await?;
+                    if now.status != task.status {
+                        return Ok(now);
+                    }
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return Ok(task),
+            }
+        }
     }
 
     fn page_query(&self, params: &ListParams) -> Result<ListQuery, ServiceError> {

@@ -8,5 +8,6 @@ mod fairness;
 mod http_provider;
 mod idempotency;
 mod lifecycle;
+mod live;
 mod ops;
 mod paging;
