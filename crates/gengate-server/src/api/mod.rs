@@ -23,6 +23,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tracing::Instrument;
 
 use crate::app::App;
@@ -46,8 +48,24 @@ pub fn router(app: App) -> Router {
         .merge(openapi::router())
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(compression())
         .layer(middleware::from_fn_with_state(app.clone(), track))
         .with_state(app)
+}
+
+/// Bodies below this size are sent as they are: compressing them saves
+/// less than the encoding costs.
+pub const COMPRESS_MIN_BYTES: u16 = 512;
+
+/// gzip, br or zstd, as the client prefers, for JSON and text; never for
+/// media (already compressed) or event streams (must flush as they go).
+fn compression() -> CompressionLayer<impl Predicate> {
+    let predicate = SizeAbove::new(COMPRESS_MIN_BYTES)
+        .and(NotForContentType::IMAGES)
+        .and(NotForContentType::SSE)
+        .and(NotForContentType::GRPC)
+        .and(NotForContentType::const_new("video/"));
+    CompressionLayer::new().compress_when(predicate)
 }
 
 async fn fallback() -> ApiError {
@@ -114,14 +132,15 @@ pub fn cached_json<T: Serialize>(
     };
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     body.hash(&mut hasher);
-    let etag = format!("\"{:016x}\"", hasher.finish());
+    // Weak: the same tag stands for the identity and the compressed forms.
+    let etag = format!("W/\"{:016x}\"", hasher.finish());
     let matches = req
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| {
             v.split(',').any(|t| {
                 let t = t.trim();
-                t == "*" || t.trim_start_matches("W/") == etag
+                t == "*" || t.trim_start_matches("W/") == etag.trim_start_matches("W/")
             })
         });
     let etag_value = HeaderValue::from_str(&etag).expect("hex etag is a valid header");

@@ -107,3 +107,53 @@ async fn openapi_describes_every_route_and_models_list_their_schema() {
         (Some("string"), Some(true), Some(2000))
     );
 }
+
+#[tokio::test]
+async fn large_json_is_compressed_as_the_client_asks_small_bodies_and_media_are_not() {
+    let app = spawn_app().await;
+    for i in 0..20 {
+        app.post_task(&prompt(&format!("compress me please, task number {i}")))
+            .await;
+    }
+    app.dispatch_until_idle().await;
+    let get = |path: String, enc: &'static str| {
+        let req = app
+            .client
+            .get(app.url(&path))
+            .bearer_auth(&app.user_key)
+            .header("accept-encoding", enc);
+        async move { req.send().await.unwrap() }
+    };
+    let plain = get("/v1/tasks?limit=20".into(), "identity").await;
+    assert!(plain.headers().get("content-encoding").is_none());
+    let plain_len = plain.bytes().await.unwrap().len();
+    for enc in ["gzip", "br", "zstd"] {
+        let r = get("/v1/tasks?limit=20".into(), enc).await;
+        assert_eq!(r.headers()["content-encoding"], enc);
+        assert!(
+            r.headers()["etag"].to_str().unwrap().starts_with("W/"),
+            "weak ETag across encodings"
+        );
+        let len = r.bytes().await.unwrap().len();
+        assert!(
+            len * 3 < plain_len,
+            "{enc}: {len} bytes vs {plain_len} plain"
+        );
+    }
+    let small = get("/healthz".into(), "gzip").await;
+    assert!(
+        small.headers().get("content-encoding").is_none(),
+        "tiny bodies stay as they are"
+    );
+    let task: serde_json::Value = app.get_as(&app.user_key, "/v1/tasks?limit=1").await.body;
+    let image_url = task["data"][0]["outputs"][0]["url"]
+        .as_str()
+        .unwrap()
+        .replace(&app.base, "");
+    let image = get(image_url, "gzip").await;
+    assert_eq!(image.headers()["content-type"], "image/png");
+    assert!(
+        image.headers().get("content-encoding").is_none(),
+        "media is never recompressed"
+    );
+}
