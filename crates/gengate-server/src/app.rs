@@ -11,6 +11,10 @@ use gengate_core::Role;
 use gengate_providers::Provider;
 use gengate_providers::sim::{Behavior, HttpSim, InProcessSim};
 use gengate_store::Store;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -42,6 +46,7 @@ pub struct Server {
     pub app: App,
     pub dispatcher: Dispatcher,
     pub shutdown_grace: Duration,
+    pub idle_timeout: Duration,
 }
 
 fn providers(cfg: &Config, media_url: &str) -> anyhow::Result<HashMap<String, LaneConfig>> {
@@ -145,6 +150,7 @@ pub fn build(
         app,
         dispatcher,
         shutdown_grace: cfg.server.shutdown_grace.0,
+        idle_timeout: cfg.server.idle_timeout.0,
     })
 }
 
@@ -167,11 +173,66 @@ pub async fn serve(
         .await
         .context("recovering unfinished tasks")?;
     let dispatcher = tokio::spawn(server.dispatcher.run(server.shutdown_grace));
-    axum::serve(listener, api::router(server.app))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await
-        .context("http server failed")?;
+    let router = api::router(server.app);
+    serve_http(
+        listener,
+        router,
+        shutdown,
+        server.idle_timeout,
+        server.shutdown_grace,
+    )
+    .await?;
     dispatcher.await.context("dispatcher panicked")?
+}
+
+/// The HTTP/1.1 accept loop. `idle_timeout` bounds how long a connection may
+/// sit without sending a complete request head: a slow or silent client,
+/// and an idle keep-alive connection alike (hyper starts the same timer for
+/// both). At shutdown it stops accepting, lets requests in progress finish
+/// (up to `grace`) and closes idle connections.
+async fn serve_http(
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: CancellationToken,
+    idle_timeout: Duration,
+    grace: Duration,
+) -> anyhow::Result<()> {
+    let graceful = GracefulShutdown::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle_timeout)
+        .keep_alive(true);
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: wait, do not exit.
+                tracing::warn!(error = %e, "accepting a connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // Errors here are clients going away mid-request; nothing to do.
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after {grace:?}; closing them");
+    }
+    Ok(())
 }
 
 /// On a store with no keys at all (a first start), makes an admin key and

@@ -115,6 +115,9 @@ pub struct ServerConfig {
     pub request_timeout: Dur,
     /// How long shutdown waits for in-flight work.
     pub shutdown_grace: Dur,
+    /// A connection that sends no complete request head for this long is
+    /// closed: slow clients and idle keep-alive connections alike.
+    pub idle_timeout: Dur,
     /// Tasks kept in memory for fast reads (their latest state, exact).
     pub task_cache: usize,
     /// Recent task events kept so an event stream can resume (Last-Event-ID).
@@ -130,6 +133,7 @@ impl Default for ServerConfig {
             body_limit: Bytes(64 * 1024),
             request_timeout: Dur(Duration::from_secs(30)),
             shutdown_grace: Dur(Duration::from_secs(10)),
+            idle_timeout: Dur(Duration::from_secs(60)),
             task_cache: 100_000,
             event_replay: 65_536,
         }

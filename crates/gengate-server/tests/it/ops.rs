@@ -157,3 +157,38 @@ async fn large_json_is_compressed_as_the_client_asks_small_bodies_and_media_are_
         "media is never recompressed"
     );
 }
+
+#[tokio::test]
+async fn silent_and_slow_connections_are_closed_at_the_idle_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|cfg| {
+        cfg.server.idle_timeout = gengate_server::config::Dur(std::time::Duration::from_millis(300))
+    })
+    .await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut silent = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap(); // never finishes
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 512];
+    for conn in [&mut silent, &mut slow] {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            let mut total = 0;
+            loop {
+                match conn.read(&mut buf).await {
+                    Ok(0) | Err(_) => return total,
+                    Ok(n) => total += n,
+                }
+            }
+        })
+        .await
+        .expect("the server closed the connection");
+        let _ = n;
+    }
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    // A normal keep-alive client is unaffected while it keeps talking.
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
