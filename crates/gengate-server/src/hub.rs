@@ -35,6 +35,7 @@ pub struct TaskEvent {
 }
 
 const SHARDS: usize = 16;
+const USER_BUCKETS: usize = 256;
 
 /// See the module documentation.
 pub struct Hub {
@@ -47,7 +48,16 @@ pub struct Hub {
     ring_len: usize,
     seq: AtomicU64,
     epoch: i64,
+    /// Bumped whenever the gallery's content changes (a public task
+    /// succeeded), so cached gallery pages know they are stale.
+    gallery_generation: AtomicU64,
+    /// The same per bucket of users (`user_id % USER_BUCKETS`) for listings.
+    user_generations: Vec<AtomicU64>,
 }
+
+/// Buckets of users sharing a listing generation: a change of one user's
+/// task makes the cached pages of the others in its bucket miss once, which
+/// is cheaper than a map of every user.
 
 impl Hub {
     /// A hub caching up to `capacity` tasks and replaying up to `ring_len`
@@ -61,6 +71,8 @@ impl Hub {
             ring_len: ring_len.max(1),
             seq: AtomicU64::new(0),
             epoch,
+            gallery_generation: AtomicU64::new(0),
+            user_generations: (0..USER_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -90,6 +102,16 @@ impl Hub {
         task
     }
 
+    /// The generation of the pages of `user` (`None`: the gallery). Read it
+    /// before querying the store; a page is current while it is unchanged.
+    pub fn page_generation(&self, user: Option<UserId>) -> u64 {
+        match user {
+            None => self.gallery_generation.load(Ordering::Acquire),
+            Some(u) => self.user_generations[(u.unsigned_abs() % USER_BUCKETS as u64) as usize]
+                .load(Ordering::Acquire),
+        }
+    }
+
     /// The cached state of a task, if cached.
     pub fn get(&self, id: &str) -> Option<Arc<Task>> {
         self.shard(id)
@@ -104,8 +126,16 @@ impl Hub {
         self.put(Arc::new(task))
     }
 
-    /// Records a committed change: updates the cache and tells subscribers.
+    /// Records a committed change: updates the cache, marks cached pages it
+    /// may appear on as stale, and tells subscribers.
     pub fn publish(&self, task: &Task) {
+        // Generations first, then the change becomes visible: a page read
+        // after this point is labelled with the new generation.
+        self.user_generations[(task.user_id.unsigned_abs() % USER_BUCKETS as u64) as usize]
+            .fetch_add(1, Ordering::AcqRel);
+        if task.public && task.status == gengate_core::Status::Succeeded {
+            self.gallery_generation.fetch_add(1, Ordering::AcqRel);
+        }
         let task = self.put(Arc::new(task.clone()));
         let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let event = Arc::new(TaskEvent { seq, task });

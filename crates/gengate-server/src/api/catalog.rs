@@ -43,13 +43,13 @@ pub(super) async fn gallery(
         cursor: q.cursor,
     };
     let page = app.tasks.gallery(&params).await?;
-    let data = page.tasks.iter().map(GalleryItem::new).collect();
+    let data = page.tasks.iter().map(|t| GalleryItem::new(t)).collect();
     // Shared caches (a CDN) may keep a page a few seconds.
     Ok(cached_json(
         &headers,
         &GalleryPage {
             data,
-            next_cursor: page.next_cursor,
+            next_cursor: page.next_cursor.clone(),
         },
         "public, max-age=5",
     ))

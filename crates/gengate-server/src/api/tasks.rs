@@ -122,17 +122,17 @@ pub(super) async fn list_tasks(
     let dispatcher = app.tasks.dispatcher();
     let data = page
         .tasks
-        .into_iter()
+        .iter()
         .map(|t| {
             let info = dispatcher.queue_info(&t);
-            TaskView::new(&t, info)
+            TaskView::new(t, info)
         })
         .collect();
     Ok(cached_json(
         &headers,
         &TaskPage {
             data,
-            next_cursor: page.next_cursor,
+            next_cursor: page.next_cursor.clone(),
         },
         PRIVATE,
     ))

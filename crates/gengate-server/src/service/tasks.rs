@@ -1,7 +1,7 @@
 //! Task rules: create (validated, idempotent, durable before it returns),
 //! read and list (owner only; others' tasks do not exist), cancel, gallery.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -48,8 +48,22 @@ pub struct ListParams {
 /// One page of tasks and the cursor of the next page, if any.
 #[derive(Debug, Clone)]
 pub struct Page {
-    pub tasks: Vec<Task>,
+    pub tasks: Vec<Arc<Task>>,
     pub next_cursor: Option<String>,
+}
+
+/// Listing pages kept in memory (each a few KB).
+const MAX_CACHED_PAGES: usize = 4096;
+
+/// What identifies a cached page.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PageKey {
+    /// The user listed, or `None` for the gallery.
+    scope: Option<gengate_core::UserId>,
+    status: Option<Status>,
+    model: Option<String>,
+    before: Option<String>,
+    limit: u32,
 }
 
 /// The model catalog, by name.
@@ -76,6 +90,7 @@ pub struct TaskService {
     catalog: Arc<Catalog>,
     in_progress: Arc<Mutex<HashSet<(i64, String)>>>,
     ids: Arc<Mutex<id::IdGen>>,
+    pages: Arc<Mutex<HashMap<PageKey, (u64, Arc<Page>)>>>,
     idempotency_ttl: Duration,
 }
 
@@ -102,6 +117,7 @@ impl TaskService {
             catalog,
             in_progress: Arc::default(),
             ids: Arc::default(),
+            pages: Arc::default(),
             idempotency_ttl,
         }
     }
@@ -352,7 +368,24 @@ impl TaskService {
         })
     }
 
-    async fn page(&self, query: ListQuery) -> Result<Page, ServiceError> {
+    /// One page, from the page cache while its generation is current, else
+    /// from the store. Exact: the generation is read before the store, and
+    /// every commit bumps it after it is visible.
+    async fn page(&self, query: ListQuery) -> Result<Arc<Page>, ServiceError> {
+        let scope = if query.gallery { None } else { query.user_id };
+        let key = PageKey {
+            scope,
+            status: query.status,
+            model: query.model.clone(),
+            before: query.before.clone(),
+            limit: query.limit,
+        };
+        let generation = self.hub.page_generation(scope);
+        if let Some((g, page)) = self.pages.lock().expect("page cache lock").get(&key) {
+            if *g == generation {
+                return Ok(page.clone());
+            }
+        }
         let want = (query.limit - 1) as usize;
         let mut tasks = self.store.list_tasks(&query).await?;
         // One extra row tells whether another page exists without a COUNT.
@@ -362,14 +395,27 @@ impl TaskService {
         } else {
             None
         };
-        Ok(Page { tasks, next_cursor })
+        let page = Arc::new(Page {
+            tasks: tasks.into_iter().map(Arc::new).collect(),
+            next_cursor,
+        });
+        let mut pages = self.pages.lock().expect("page cache lock");
+        if pages.len() >= MAX_CACHED_PAGES {
+            pages.clear();
+        }
+        pages.insert(key, (generation, page.clone()));
+        Ok(page)
     }
 
     /// The caller's tasks, newest first.
     ///
     /// # Errors
     /// [`ServiceError::Invalid`] for a bad filter, limit or cursor.
-    pub async fn list(&self, caller: &Caller, params: &ListParams) -> Result<Page, ServiceError> {
+    pub async fn list(
+        &self,
+        caller: &Caller,
+        params: &ListParams,
+    ) -> Result<Arc<Page>, ServiceError> {
         let mut q = self.page_query(params)?;
         q.user_id = Some(caller.user_id);
         self.page(q).await
@@ -379,7 +425,7 @@ impl TaskService {
     ///
     /// # Errors
     /// [`ServiceError::Invalid`] for a bad filter, limit or cursor.
-    pub async fn gallery(&self, params: &ListParams) -> Result<Page, ServiceError> {
+    pub async fn gallery(&self, params: &ListParams) -> Result<Arc<Page>, ServiceError> {
         let mut q = self.page_query(&ListParams {
             status: None,
             ..params.clone()

@@ -149,3 +149,45 @@ async fn etags_answer_304_until_the_task_changes() {
         .unwrap();
     assert_eq!(list.status(), 200);
 }
+
+#[tokio::test]
+async fn cached_pages_never_outlive_a_committed_change() {
+    let app = spawn_app().await;
+    let empty = read(app.client.get(app.url("/v1/gallery")).send().await.unwrap()).await;
+    assert_eq!(empty.body["data"], json!([]));
+    let mine = app.get_as(&app.user_key, "/v1/tasks").await;
+    assert_eq!(mine.body["data"], json!([]));
+    let id = app
+        .post_task(&json!({"model": "sim-image", "input": {"prompt": "fresh"}, "public": true}))
+        .await
+        .id();
+    let listed = app.get_as(&app.user_key, "/v1/tasks").await;
+    assert_eq!(
+        listed.body["data"][0]["id"],
+        id.as_str(),
+        "a new task shows at once"
+    );
+    let mut status = String::new();
+    for _ in 0..500 {
+        // Gallery first: once it shows the task, a later listing must agree.
+        let gallery = read(app.client.get(app.url("/v1/gallery")).send().await.unwrap()).await;
+        let in_gallery = gallery.body["data"].as_array().unwrap().len() == 1;
+        let page = app.get_as(&app.user_key, "/v1/tasks").await;
+        status = page.body["data"][0]["status"].as_str().unwrap().to_owned();
+        assert!(
+            !in_gallery || status == "succeeded",
+            "gallery shows it, listing says {status}"
+        );
+        if status == "succeeded" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(status, "succeeded");
+    let gallery = read(app.client.get(app.url("/v1/gallery")).send().await.unwrap()).await;
+    assert_eq!(
+        gallery.body["data"][0]["id"],
+        id.as_str(),
+        "and the gallery shows it once it succeeded"
+    );
+}

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The read-path benchmark: gengate's hot routes against a bare hyper server
+# answering a fixed ~350-byte JSON body (bench/hyper-ref), measured in the same
+# run with the same load generator, on a store holding 100,000 tasks.
+#
+#   bench/read-path.sh [DURATION] [CONNECTIONS]      e.g. bench/read-path.sh 10s 256
+#
+# Needs: wrk and sqlite3 (apt-get install wrk sqlite3), curl.
+# Prints req/s, p99 and the ratio to the reference for each route, bytes on
+# the wire per response (headers included) plain and compressed with what a
+# 3 Mbps link carries of each, and gengate's memory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DURATION="${1:-10s}"
+CONNS="${2:-256}"
+SEED="${SEED_TASKS:-100000}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+cargo build --release -q -p gengate -p hyper-ref
+BIN="$CARGO_TARGET_DIR/release/gengate"
+REF="$CARGO_TARGET_DIR/release/hyper-ref"
+for tool in wrk sqlite3 curl; do command -v $tool >/dev/null || { echo "needs $tool" >&2; exit 1; }; done
+
+WORK=$(mktemp -d)
+PIDS=()
+trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+ulimit -n 65536 2>/dev/null || true
+
+wait_url() { for _ in $(seq 200); do grep -q listening "$1" 2>/dev/null && break; sleep 0.05; done; grep -o 'http://[0-9.:]*' "$1" | head -1; }
+
+"$REF" 127.0.0.1:0 > "$WORK/ref.out" & PIDS+=($!)
+REF_URL=$(wait_url "$WORK/ref.out")
+
+cat > "$WORK/gengate.toml" <<TOML
+[server]
+data_dir = "$WORK/data"
+[log]
+level = "warn"
+TOML
+KEY=$("$BIN" keys create --user bench --config "$WORK/gengate.toml" 2>/dev/null)
+# Seed finished public tasks straight into the store (the API would spend the
+# run creating them). Same shape as tasks gengate makes.
+sqlite3 "$WORK/data/gengate.db" <<SQL
+WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $SEED)
+INSERT INTO tasks SELECT printf('tsk_%026d', i), 1, 'sim-image', 'sim', 'succeeded',
+  '{"prompt":"seeded task ' || i || ', a lighthouse at dusk","size":"1024x1024","steps":20}',
+  '[{"url":"http://127.0.0.1:8080/media/sim/seed-' || i || '.png","content_type":"image/png","bytes":123456}]',
+  NULL, 1, 0, 1, 3, 'sim-img-seed-' || i, 1.0, 0, 4102444800000,
+  1790000000000 + i, 1790000000000 + i, 1790000005000 + i, 1790000005000 + i, 3
+FROM n;
+SQL
+"$BIN" serve --config "$WORK/gengate.toml" --listen 127.0.0.1:0 > "$WORK/g.out" 2> "$WORK/g.err" & GPID=$!; PIDS+=($GPID)
+URL=$(wait_url "$WORK/g.out")
+sleep 1
+rss() { awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' /proc/$GPID/status; }
+IDLE_RSS=$(rss)
+ID=$(printf 'tsk_%026d' $((SEED / 2)))
+AUTH="Authorization: Bearer $KEY"
+
+run() { # name, wrk args... → prints a row, returns req/s on stdout
+  local name=$1; shift
+  local out; out=$(wrk -t2 -c"$CONNS" -d"$DURATION" --latency "$@")
+  local rps p99; rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}'); p99=$(echo "$out" | awk '/ 99%/ {print $2}')
+  printf '%-32s %10s req/s   p99 %8s' "$name" "$rps" "$p99" >&2
+  echo "$rps"
+}
+ratio() { awk -v a="$1" -v b="$REF_RPS" 'BEGIN {printf "   %5.1f %% of reference\n", 100 * a / b}' >&2; }
+
+echo "$(nproc) cores, wrk -t2 -c$CONNS -d$DURATION, $SEED tasks in the store" >&2
+REF_RPS=$(run "reference (bare hyper, 351 B)" "$REF_URL/"); echo >&2
+R=$(run "GET /v1/tasks/{id}" -H "$AUTH" "$URL/v1/tasks/$ID"); ratio "$R"
+R=$(run "GET /v1/gallery?limit=20" "$URL/v1/gallery?limit=20"); ratio "$R"
+R=$(run "GET /v1/tasks?limit=20" -H "$AUTH" "$URL/v1/tasks?limit=20"); ratio "$R"
+R=$(run "POST /v1/tasks (durable)" -H "$AUTH" -s bench/create.lua "$URL/v1/tasks"); ratio "$R"
+
+echo >&2
+echo "bytes per response, headers included (3 Mbps = 375,000 B/s):" >&2
+for path in "/v1/tasks/$ID" "/v1/gallery?limit=20" "/v1/tasks?limit=20"; do
+  for enc in identity gzip br zstd; do
+    b=$(curl -s -o /dev/null -H "$AUTH" -H "Accept-Encoding: $enc" -w '%{size_header} %{size_download}' "$URL$path" | awk '{print $1 + $2}')
+    printf '  %-24s %-8s %6d B  -> %7d req/s on 3 Mbps\n' "${path%%\?*}$( [[ $path == *\?* ]] && echo '?limit=20')" "$enc" "$b" $((375000 / b)) >&2
+  done
+done
+echo >&2
+echo "RSS: idle $IDLE_RSS, after the run $(rss)" >&2
