@@ -93,11 +93,19 @@ pub struct ProviderGauges {
     pub limit: u64,
 }
 
+/// One route's request counts (by method and status) and latency.
+#[derive(Debug)]
+struct RouteStats {
+    counts: RwLock<Vec<(String, u16, AtomicU64)>>,
+    latency: Histogram,
+}
+
 /// All of gengate's metrics.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    http_requests: Family<AtomicU64>,
-    http_latency: Family<Histogram>,
+    /// By route template. The request path does no allocation once a
+    /// route/method/status has been seen: a read lock and atomic adds.
+    http: RwLock<BTreeMap<String, Arc<RouteStats>>>,
     transitions: Family<AtomicU64>,
     provider_latency: Family<Histogram>,
     provider_errors: Family<AtomicU64>,
@@ -112,18 +120,27 @@ fn escape(v: &str) -> String {
 impl Metrics {
     /// One HTTP request, by route template (never the raw path).
     pub fn http(&self, route: &str, method: &str, status: u16, secs: f64) {
-        let route = escape(route);
-        self.http_requests
-            .get(
-                &format!("route=\"{route}\",method=\"{method}\",status=\"{status}\""),
-                || AtomicU64::new(0),
-            )
-            .fetch_add(1, Ordering::Relaxed);
-        self.http_latency
-            .get(&format!("route=\"{route}\""), || {
-                Histogram::new(&HTTP_BUCKETS)
-            })
-            .observe(secs);
+        let found = self.http.read().expect("metrics lock").get(route).cloned();
+        let stats = found.unwrap_or_else(|| {
+            let mut map = self.http.write().expect("metrics lock");
+            map.entry(route.to_owned())
+                .or_insert_with(|| Arc::new(RouteStats { counts: RwLock::default(), latency: Histogram::new(&HTTP_BUCKETS) }))
+                .clone()
+        });
+        stats.latency.observe(secs);
+        let counts = stats.counts.read().expect("metrics lock");
+        if let Some((_, _, n)) = counts.iter().find(|(m, s, _)| *s == status && m == method) {
+            n.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        drop(counts);
+        let mut counts = stats.counts.write().expect("metrics lock");
+        match counts.iter().find(|(m, s, _)| *s == status && m == method) {
+            Some((_, _, n)) => {
+                n.fetch_add(1, Ordering::Relaxed);
+            }
+            None => counts.push((method.to_owned(), status, AtomicU64::new(1))),
+        }
     }
 
     /// One stored lifecycle transition.
@@ -157,18 +174,27 @@ impl Metrics {
     /// The Prometheus text exposition.
     pub fn render(&self, gauges: &[ProviderGauges]) -> String {
         let mut out = String::with_capacity(8 * 1024);
-        counter_family(
-            &mut out,
-            "gengate_http_requests_total",
-            "HTTP requests by route, method and status.",
-            &self.http_requests,
+        let http = self.http.read().expect("metrics lock");
+        let _ = writeln!(
+            out,
+            "# HELP gengate_http_requests_total HTTP requests by route, method and status.\n# TYPE gengate_http_requests_total counter"
         );
-        hist_family(
-            &mut out,
-            "gengate_http_request_duration_seconds",
-            "HTTP request latency by route.",
-            &self.http_latency,
-        );
+        for (route, stats) in http.iter() {
+            for (method, status, n) in stats.counts.read().expect("metrics lock").iter() {
+                let _ = writeln!(
+                    out,
+                    "gengate_http_requests_total{{route=\"{}\",method=\"{method}\",status=\"{status}\"}} {}",
+                    escape(route),
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
+        let name = "gengate_http_request_duration_seconds";
+        let _ = writeln!(out, "# HELP {name} HTTP request latency by route.\n# TYPE {name} histogram");
+        for (route, stats) in http.iter() {
+            stats.latency.render(&mut out, name, &format!("route=\"{}\"", escape(route)));
+        }
+        drop(http);
         counter_family(
             &mut out,
             "gengate_task_transitions_total",
