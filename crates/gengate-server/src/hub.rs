@@ -35,6 +35,9 @@ pub struct TaskEvent {
 }
 
 const SHARDS: usize = 16;
+/// Buckets of users sharing a listing generation: a change of one user's
+/// task makes the cached pages of the others in its bucket miss once, which
+/// is cheaper than a map of every user.
 const USER_BUCKETS: usize = 256;
 
 /// See the module documentation.
@@ -54,10 +57,6 @@ pub struct Hub {
     /// The same per bucket of users (`user_id % USER_BUCKETS`) for listings.
     user_generations: Vec<AtomicU64>,
 }
-
-/// Buckets of users sharing a listing generation: a change of one user's
-/// task makes the cached pages of the others in its bucket miss once, which
-/// is cheaper than a map of every user.
 
 impl Hub {
     /// A hub caching up to `capacity` tasks and replaying up to `ring_len`

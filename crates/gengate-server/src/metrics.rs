@@ -124,7 +124,12 @@ impl Metrics {
         let stats = found.unwrap_or_else(|| {
             let mut map = self.http.write().expect("metrics lock");
             map.entry(route.to_owned())
-                .or_insert_with(|| Arc::new(RouteStats { counts: RwLock::default(), latency: Histogram::new(&HTTP_BUCKETS) }))
+                .or_insert_with(|| {
+                    Arc::new(RouteStats {
+                        counts: RwLock::default(),
+                        latency: Histogram::new(&HTTP_BUCKETS),
+                    })
+                })
                 .clone()
         });
         stats.latency.observe(secs);
@@ -190,9 +195,14 @@ impl Metrics {
             }
         }
         let name = "gengate_http_request_duration_seconds";
-        let _ = writeln!(out, "# HELP {name} HTTP request latency by route.\n# TYPE {name} histogram");
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP request latency by route.\n# TYPE {name} histogram"
+        );
         for (route, stats) in http.iter() {
-            stats.latency.render(&mut out, name, &format!("route=\"{}\"", escape(route)));
+            stats
+                .latency
+                .render(&mut out, name, &format!("route=\"{}\"", escape(route)));
         }
         drop(http);
         counter_family(

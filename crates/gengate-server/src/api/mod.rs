@@ -82,11 +82,9 @@ async fn method_not_allowed() -> ApiError {
 
 /// Metrics, a tracing span with the route template, and the request timeout.
 async fn track(State(app): State<App>, req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    // The route template (an `Arc<str>` inside), never the raw path.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let method = req.method().clone();
     let span = tracing::debug_span!("request", method = %method, route = %route);
     // Event streams live as long as the client wants (they end at shutdown);
@@ -114,7 +112,7 @@ async fn track(State(app): State<App>, req: Request, next: Next) -> Response {
     };
     let secs = started.elapsed().as_secs_f64();
     app.metrics
-        .http(&route, method.as_str(), resp.status().as_u16(), secs);
+        .http(route, method.as_str(), resp.status().as_u16(), secs);
     tracing::debug!(method = %method, route = %route, status = resp.status().as_u16(), duration_ms = secs * 1000.0, "request done");
     resp
 }

@@ -124,7 +124,7 @@ pub(super) async fn list_tasks(
         .tasks
         .iter()
         .map(|t| {
-            let info = dispatcher.queue_info(&t);
+            let info = dispatcher.queue_info(t);
             TaskView::new(t, info)
         })
         .collect();

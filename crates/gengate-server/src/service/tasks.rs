@@ -55,6 +55,9 @@ pub struct Page {
 /// Listing pages kept in memory (each a few KB).
 const MAX_CACHED_PAGES: usize = 4096;
 
+/// Cached pages with the generation they were read at.
+type PageCache = HashMap<PageKey, (u64, Arc<Page>)>;
+
 /// What identifies a cached page.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct PageKey {
@@ -90,7 +93,7 @@ pub struct TaskService {
     catalog: Arc<Catalog>,
     in_progress: Arc<Mutex<HashSet<(i64, String)>>>,
     ids: Arc<Mutex<id::IdGen>>,
-    pages: Arc<Mutex<HashMap<PageKey, (u64, Arc<Page>)>>>,
+    pages: Arc<Mutex<PageCache>>,
     idempotency_ttl: Duration,
 }
 
