@@ -384,10 +384,10 @@ impl TaskService {
             limit: query.limit,
         };
         let generation = self.hub.page_generation(scope);
-        if let Some((g, page)) = self.pages.lock().expect("page cache lock").get(&key) {
-            if *g == generation {
-                return Ok(page.clone());
-            }
+        if let Some((g, page)) = self.pages.lock().expect("page cache lock").get(&key)
+            && *g == generation
+        {
+            return Ok(page.clone());
         }
         let want = (query.limit - 1) as usize;
         let mut tasks = self.store.list_tasks(&query).await?;
