@@ -190,6 +190,7 @@ mod tests {
             max_attempts,
             deadline_at: 1_000_000,
             created_at: 0,
+            webhook_url: None,
         }
         .into_task()
     }

@@ -194,7 +194,8 @@ impl FieldSpec {
     }
 }
 
-fn is_http_url(s: &str) -> bool {
+/// Whether `s` is an absolute `http`/`https` URL of sane length with a host.
+pub fn is_http_url(s: &str) -> bool {
     let rest = s
         .strip_prefix("https://")
         .or_else(|| s.strip_prefix("http://"));

@@ -154,6 +154,8 @@ pub struct Task {
     /// Incremented by every stored change; updates are conditional on it, so
     /// two writers racing on one task cannot both win.
     pub version: i64,
+    /// Where the owner wants the result posted (signed), if anywhere.
+    pub webhook_url: Option<String>,
 }
 
 /// What a new task is made from, once the request has been validated.
@@ -169,6 +171,7 @@ pub struct NewTask {
     pub max_attempts: u32,
     pub deadline_at: i64,
     pub created_at: i64,
+    pub webhook_url: Option<String>,
 }
 
 impl NewTask {
@@ -196,6 +199,7 @@ impl NewTask {
             finished_at: None,
             updated_at: self.created_at,
             version: 0,
+            webhook_url: self.webhook_url,
         }
     }
 }

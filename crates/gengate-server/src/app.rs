@@ -24,6 +24,7 @@ use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::service::auth::AuthService;
 use crate::service::tasks::TaskService;
+use crate::webhooks::{self, Webhooks};
 use crate::{api, keys, now_ms};
 
 /// Shared state of the HTTP handlers.
@@ -39,6 +40,7 @@ pub struct App {
     pub hub: Arc<Hub>,
     /// Fired at shutdown; long-lived responses (event streams) end on it.
     pub shutdown: CancellationToken,
+    pub webhooks: Webhooks,
 }
 
 /// Everything `serve` runs.
@@ -135,7 +137,18 @@ pub fn build(
         catalog,
         settings.idempotency_ttl,
     );
+    let w = &cfg.webhooks;
+    let webhooks = Webhooks::new(
+        store.clone(),
+        webhooks::Settings {
+            allow_private: w.allow_private,
+            max_attempts: w.max_attempts.max(1),
+            retry_base: w.retry_base.0,
+            timeout: w.timeout.0,
+        },
+    )?;
     let app = App {
+        webhooks,
         auth: AuthService::new(store.clone()),
         store,
         tasks,
@@ -173,6 +186,7 @@ pub async fn serve(
         .await
         .context("recovering unfinished tasks")?;
     let dispatcher = tokio::spawn(server.dispatcher.run(server.shutdown_grace));
+    let outbox = tokio::spawn(server.app.webhooks.clone().run(shutdown.clone()));
     let router = api::router(server.app);
     serve_http(
         listener,
@@ -182,6 +196,7 @@ pub async fn serve(
         server.shutdown_grace,
     )
     .await?;
+    let _ = outbox.await;
     dispatcher.await.context("dispatcher panicked")?
 }
 

@@ -95,6 +95,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub log: LogConfig,
     pub dispatch: DispatchConfig,
+    pub webhooks: WebhooksConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
 }
@@ -194,6 +195,32 @@ impl Default for DispatchConfig {
             retry_base: Dur(Duration::from_secs(2)),
             retry_max: Dur(Duration::from_secs(300)),
             idempotency_ttl: Dur(Duration::from_secs(24 * 3600)),
+        }
+    }
+}
+
+/// Outbound client webhooks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Allow webhook destinations on loopback and private networks (off:
+    /// webhook URLs are user input and must not reach the operator's network).
+    pub allow_private: bool,
+    /// Attempts before a delivery is given up.
+    pub max_attempts: u32,
+    /// First retry delay; each next one is 5x longer (capped at 6 h).
+    pub retry_base: Dur,
+    /// Timeout of one delivery attempt.
+    pub timeout: Dur,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            max_attempts: 8,
+            retry_base: Dur(Duration::from_secs(5)),
+            timeout: Dur(Duration::from_secs(10)),
         }
     }
 }

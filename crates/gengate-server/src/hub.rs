@@ -233,6 +233,7 @@ mod tests {
             max_attempts: 1,
             deadline_at: 0,
             created_at: 0,
+            webhook_url: None,
         }
         .into_task();
         t.version = version;

@@ -13,6 +13,7 @@ pub mod hub;
 pub mod keys;
 pub mod metrics;
 pub mod service;
+pub mod webhooks;
 
 /// Now, in Unix milliseconds: the one clock read of the server.
 pub fn now_ms() -> i64 {

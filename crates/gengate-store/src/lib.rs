@@ -139,6 +139,36 @@ pub trait Store: Send + Sync + 'static {
     async fn status_counts(&self) -> Result<Vec<StatusCount>>;
     /// Deletes idempotency records created before `before`; returns how many.
     async fn purge_idempotency(&self, before: i64) -> Result<u64>;
+
+    /// The user's webhook signing secret, set to `candidate` if it has none.
+    async fn webhook_secret(&self, user_id: UserId, candidate: &str) -> Result<String>;
+    /// Pending webhook deliveries due by `now`, oldest first.
+    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<Delivery>>;
+    /// Stores the outcome of a delivery attempt (status, attempts, next try).
+    async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
+    /// Every delivery of a task's webhooks, oldest first.
+    async fn task_deliveries(&self, task_id: &str) -> Result<Vec<Delivery>>;
+}
+
+/// One webhook delivery: queued with a task's final state (in the same
+/// transaction), then attempted until delivered or given up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    pub id: i64,
+    pub task_id: String,
+    pub user_id: UserId,
+    pub url: String,
+    /// `task.succeeded`, `task.failed` or `task.canceled`.
+    pub event: String,
+    /// `pending`, `delivered` or `failed` (given up).
+    pub status: String,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+    /// HTTP status of the last attempt, if it got one.
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub created_at: i64,
+    pub delivered_at: Option<i64>,
 }
 
 /// Opens the store a URL names and applies pending migrations.

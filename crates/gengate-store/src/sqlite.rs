@@ -14,10 +14,14 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::{
-    Caller, Created, IdempotencyKey, KeyInfo, ListQuery, Result, StatusCount, Store, StoreError,
+    Caller, Created, Delivery, IdempotencyKey, KeyInfo, ListQuery, Result, StatusCount, Store,
+    StoreError,
 };
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/sqlite/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_init.sql")),
+    (2, include_str!("../migrations/sqlite/0002_webhooks.sql")),
+];
 
 /// How many writes one transaction may carry. Larger batches amortize the
 /// fsync further but make each writer wait longer for the slowest job.
@@ -307,7 +311,7 @@ pub fn list_sql(q: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
 
 const TASK_COLUMNS: &str = "id, user_id, model, provider, status, input, outputs, error, public, priority, attempts, \
      max_attempts, provider_task_id, progress, not_before, deadline_at, created_at, started_at, finished_at, \
-     updated_at, version";
+     updated_at, version, webhook_url";
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -348,6 +352,7 @@ fn task_from_row(r: &Row<'_>) -> rusqlite::Result<Task> {
         finished_at: r.get(18)?,
         updated_at: r.get(19)?,
         version: r.get(20)?,
+        webhook_url: r.get(21)?,
     })
 }
 
@@ -381,6 +386,26 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyInfo> {
         prefix: r.get(4)?,
         created_at: r.get(5)?,
         revoked_at: r.get(6)?,
+    })
+}
+
+const DELIVERY_COLUMNS: &str = "id, task_id, user_id, url, event, status, attempts, next_attempt_at, last_status, \
+     last_error, created_at, delivered_at";
+
+fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        task_id: r.get(1)?,
+        user_id: r.get(2)?,
+        url: r.get(3)?,
+        event: r.get(4)?,
+        status: r.get(5)?,
+        attempts: r.get(6)?,
+        next_attempt_at: r.get(7)?,
+        last_status: r.get(8)?,
+        last_error: r.get(9)?,
+        created_at: r.get(10)?,
+        delivered_at: r.get(11)?,
     })
 }
 
@@ -521,7 +546,7 @@ impl Store for SqliteStore {
             let task = new.into_task();
             c.prepare_cached(&format!(
                 "INSERT INTO tasks ({TASK_COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22)"
             ))
             .and_then(|mut st| {
                 st.execute(params![
@@ -546,6 +571,7 @@ impl Store for SqliteStore {
                     task.finished_at,
                     task.updated_at,
                     task.version,
+                    task.webhook_url,
                 ])
             })
             .map_err(db_err)?;
@@ -606,7 +632,81 @@ impl Store for SqliteStore {
                     ])
                 })
                 .map_err(db_err)?;
+            // The result's webhook is queued in the same transaction as the
+            // result itself: it can be neither lost nor sent for a state that
+            // was never stored.
+            if n == 1
+                && t.status.is_terminal()
+                && let Some(url) = &t.webhook_url
+            {
+                c.prepare_cached(
+                    "INSERT INTO webhook_deliveries (task_id, user_id, url, event, status, attempts, next_attempt_at, created_at) \
+                     VALUES (?1, ?2, ?3, ?4, 'pending', 0, ?5, ?5)",
+                )
+                .and_then(|mut st| {
+                    st.execute(params![t.id, t.user_id, url, format!("task.{}", t.status.as_str()), t.updated_at])
+                })
+                .map_err(db_err)?;
+            }
             Ok(n == 1)
+        })
+        .await
+    }
+
+    async fn webhook_secret(&self, user_id: i64, candidate: &str) -> Result<String> {
+        let candidate = candidate.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE users SET webhook_secret = ?2 WHERE id = ?1 AND webhook_secret IS NULL",
+                params![user_id, candidate],
+            )
+            .map_err(db_err)?;
+            c.query_row(
+                "SELECT webhook_secret FROM users WHERE id = ?1",
+                [user_id],
+                |r| r.get(0),
+            )
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<Delivery>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?1 \
+                     ORDER BY next_attempt_at LIMIT ?2"
+                ))
+                .map_err(db_err)?;
+            let rows = st.query_map(params![now, limit], delivery_from_row).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn record_delivery(&self, d: &Delivery) -> Result<()> {
+        let d = d.clone();
+        self.write(move |c| {
+            c.execute(
+                "UPDATE webhook_deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_status = ?5, \
+                 last_error = ?6, delivered_at = ?7 WHERE id = ?1",
+                params![d.id, d.status, d.attempts, d.next_attempt_at, d.last_status, d.last_error, d.delivered_at],
+            )
+            .map_err(db_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn task_deliveries(&self, task_id: &str) -> Result<Vec<Delivery>> {
+        let task_id = task_id.to_owned();
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE task_id = ?1 ORDER BY id"))
+                .map_err(db_err)?;
+            let rows = st.query_map([task_id], delivery_from_row).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
         })
         .await
     }

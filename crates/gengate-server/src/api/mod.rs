@@ -13,6 +13,7 @@ mod health;
 mod media;
 mod openapi;
 mod tasks;
+mod webhooks;
 
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
@@ -42,6 +43,7 @@ pub fn router(app: App) -> Router {
         .merge(health::router())
         .merge(tasks::router())
         .merge(events::router())
+        .merge(webhooks::router())
         .merge(catalog::router())
         .merge(admin::router())
         .merge(media::router())

@@ -15,6 +15,7 @@ use crate::app::App;
         super::health::healthz, super::health::readyz, super::health::metrics,
         super::tasks::create_task, super::tasks::get_task, super::tasks::list_tasks, super::tasks::cancel_task,
         super::events::task_events, super::events::user_events,
+        super::webhooks::secret, super::webhooks::deliveries,
         super::catalog::list_models, super::catalog::gallery,
         super::admin::stats,
     ),

@@ -54,6 +54,7 @@ pub(super) async fn create_task(
         input: req.input,
         public: req.public,
         priority: req.priority,
+        webhook: req.webhook,
     };
     let created = app.tasks.create(&caller, key, req).await?;
     let info = app.tasks.dispatcher().queue_info(&created.task);

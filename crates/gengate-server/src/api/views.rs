@@ -24,6 +24,10 @@ pub struct CreateTaskRequest {
     /// -10..=10, default 0; higher runs first. Only admin keys may go above 0.
     #[serde(default)]
     pub priority: i32,
+    /// An http(s) URL to POST the result to when the task finishes, signed
+    /// the Standard Webhooks way (see `GET /v1/webhooks/secret`).
+    #[serde(default)]
+    pub webhook: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -64,6 +68,9 @@ pub struct TaskView {
     pub created_at: String,
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
+    /// Where the result is posted, if anywhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<String>,
 }
 
 fn outputs(task: &Task) -> Vec<OutputView> {
@@ -99,6 +106,7 @@ impl TaskView {
             created_at: rfc3339(task.created_at),
             started_at: task.started_at.map(rfc3339),
             finished_at: task.finished_at.map(rfc3339),
+            webhook: task.webhook_url.clone(),
         }
     }
 }

@@ -34,6 +34,8 @@ pub struct CreateTask {
     pub input: Value,
     pub public: bool,
     pub priority: i32,
+    /// URL the result is posted to (Standard Webhooks), if any.
+    pub webhook: Option<String>,
 }
 
 /// Filters of a task listing, as the client gave them.
@@ -175,6 +177,16 @@ impl TaskService {
                 ),
             ));
         }
+        if req
+            .webhook
+            .as_deref()
+            .is_some_and(|u| !gengate_core::model::is_http_url(u))
+        {
+            return Err(invalid(
+                "webhook",
+                "webhook must be an absolute http(s) URL of at most 2048 characters",
+            ));
+        }
         if req.priority > MAX_USER_PRIORITY && caller.role != Role::Admin {
             return Err(invalid(
                 "priority",
@@ -211,7 +223,8 @@ impl TaskService {
                 });
                 // The hash covers what the client sent, not what defaults
                 // made of it, so a later catalog change does not break replays.
-                let canonical = json!({"model": req.model, "input": req.input, "public": req.public, "priority": req.priority});
+                let canonical = json!({"model": req.model, "input": req.input, "public": req.public,
+                                       "priority": req.priority, "webhook": req.webhook});
                 let request_hash = hex(&Sha256::digest(canonical.to_string().as_bytes()));
                 let not_before = now_ms() - self.idempotency_ttl.as_millis() as i64;
                 Some(IdempotencyKey {
@@ -238,6 +251,7 @@ impl TaskService {
             max_attempts: model.max_attempts,
             deadline_at: now + model.deadline_ms,
             created_at: now,
+            webhook_url: req.webhook,
         };
         // The write and the enqueue run in their own task: if the client
         // disconnects or the request times out after the write was sent, the

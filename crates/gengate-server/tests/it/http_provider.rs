@@ -128,6 +128,7 @@ async fn a_task_caught_in_submitting_is_found_by_reference_not_submitted_again()
         max_attempts: 3,
         deadline_at: now + 600_000,
         created_at: now,
+        webhook_url: None,
     };
     let task = store.create_task(new, None).await.unwrap().task;
     let (mut claimed, _) = apply(&task, Event::Claim, now).unwrap();

@@ -173,6 +173,25 @@ impl Store for GatedStore {
     async fn purge_idempotency(&self, before: i64) -> gengate_store::Result<u64> {
         self.inner.purge_idempotency(before).await
     }
+    async fn webhook_secret(&self, user: i64, candidate: &str) -> gengate_store::Result<String> {
+        self.inner.webhook_secret(user, candidate).await
+    }
+    async fn due_deliveries(
+        &self,
+        now: i64,
+        limit: u32,
+    ) -> gengate_store::Result<Vec<gengate_store::Delivery>> {
+        self.inner.due_deliveries(now, limit).await
+    }
+    async fn record_delivery(&self, d: &gengate_store::Delivery) -> gengate_store::Result<()> {
+        self.inner.record_delivery(d).await
+    }
+    async fn task_deliveries(
+        &self,
+        task_id: &str,
+    ) -> gengate_store::Result<Vec<gengate_store::Delivery>> {
+        self.inner.task_deliveries(task_id).await
+    }
 }
 
 #[tokio::test]

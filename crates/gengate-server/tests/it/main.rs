@@ -11,3 +11,4 @@ mod lifecycle;
 mod live;
 mod ops;
 mod paging;
+mod webhooks;

@@ -26,6 +26,7 @@ fn new_task(id_n: u128, user: i64, created_at: i64) -> NewTask {
         max_attempts: 3,
         deadline_at: created_at + 60_000,
         created_at,
+        webhook_url: None,
     }
 }
 
