@@ -23,7 +23,7 @@ for tool in wrk sqlite3 curl; do command -v $tool >/dev/null || { echo "needs $t
 WORK=$(mktemp -d)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-ulimit -n 65536 2>/dev/null || true
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 wait_url() { for _ in $(seq 200); do grep -q listening "$1" 2>/dev/null && break; sleep 0.05; done; grep -o 'http://[0-9.:]*' "$1" | head -1; }
 

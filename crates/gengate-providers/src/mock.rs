@@ -84,6 +84,8 @@ struct Ledger {
     /// Submissions refused because their `external_id` was taken: a client
     /// that resubmits what the provider already has.
     duplicates: u64,
+    /// Status queries received (`GET /v1/jobs/{id}`).
+    polls: u64,
     peak: usize,
     next_id: u64,
 }
@@ -227,7 +229,8 @@ async fn submit(
 }
 
 async fn get_job(State(m): State<Mock>, Path(id): Path<String>) -> Response {
-    let l = m.ledger.lock().expect("mock ledger lock");
+    let mut l = m.ledger.lock().expect("mock ledger lock");
+    l.polls += 1;
     match l.jobs.get(&id) {
         Some(job) => Json(m.job_json(job, now_ms())).into_response(),
         None => error(StatusCode::NOT_FOUND, "not_found", "no such job"),
@@ -311,6 +314,7 @@ async fn stats(State(m): State<Mock>) -> Json<Value> {
         "peak_concurrency": l.peak,
         "refused": l.refused,
         "duplicates": l.duplicates,
+        "polls": l.polls,
         "concurrency_limit": m.cfg.concurrency,
     }))
 }

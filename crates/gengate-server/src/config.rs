@@ -178,7 +178,9 @@ impl Default for LogConfig {
 pub struct DispatchConfig {
     /// First poll of a running task comes this long after it was accepted.
     pub poll_initial: Dur,
-    /// Polls slow down (×1.5 each) up to this interval.
+    /// Polls slow down (x1.5 each, and to at least a quarter of the task's
+    /// age) up to this interval. The first poll waits half the expected run
+    /// time (observed, or the model's `expected`).
     pub poll_max: Dur,
     /// Retry backoff: base and cap of the exponential delay.
     pub retry_base: Dur,
@@ -191,7 +193,7 @@ impl Default for DispatchConfig {
     fn default() -> Self {
         Self {
             poll_initial: Dur(Duration::from_millis(500)),
-            poll_max: Dur(Duration::from_secs(5)),
+            poll_max: Dur(Duration::from_secs(15)),
             retry_base: Dur(Duration::from_secs(2)),
             retry_max: Dur(Duration::from_secs(300)),
             idempotency_ttl: Dur(Duration::from_secs(24 * 3600)),

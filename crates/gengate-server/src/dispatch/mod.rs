@@ -298,11 +298,7 @@ impl Dispatcher {
         let Some(lane) = self.inner.lanes.get(&task.provider) else {
             return QueueInfo::default();
         };
-        let expected = self
-            .inner
-            .models
-            .get(&task.model)
-            .map_or(10.0, |m| m.expected_seconds);
+        let expected = self.expected_seconds(&task.model);
         let st = lane.lock();
         let latency = st.latency_ewma.unwrap_or(expected);
         match task.status {
@@ -491,13 +487,17 @@ impl Dispatcher {
                 }
                 Effect::Follow => {
                     let pid = task.provider_task_id.clone().unwrap_or_default();
-                    self.follow_locked(
-                        &mut st,
-                        &task.id,
-                        pid,
-                        now,
-                        now + self.inner.settings.poll_initial.as_millis() as i64,
+                    // No point asking before about half the expected run
+                    // time has passed: a 60 s model is not polled each second.
+                    let expected_ms = (st
+                        .latency_ewma
+                        .unwrap_or_else(|| self.expected_seconds(&task.model))
+                        * 500.0) as i64;
+                    let first = expected_ms.clamp(
+                        self.inner.settings.poll_initial.as_millis() as i64,
+                        self.inner.settings.poll_max.as_millis() as i64,
                     );
+                    self.follow_locked(&mut st, &task.id, pid, now, now + first);
                     lane.follow_wake.notify_one();
                 }
                 Effect::CancelAtProvider { provider_task_id } => {
@@ -533,6 +533,13 @@ impl Dispatcher {
             },
         );
         st.timers.push(Reverse((first_poll_at, id.to_owned())));
+    }
+
+    fn expected_seconds(&self, model: &str) -> f64 {
+        self.inner
+            .models
+            .get(model)
+            .map_or(10.0, |m| m.expected_seconds)
     }
 
     fn backoff_at(&self, attempts: u32) -> i64 {
@@ -891,8 +898,14 @@ impl Dispatcher {
         let Some(f) = st.following.get_mut(id) else {
             return;
         };
-        f.interval_ms = (f.interval_ms * 3 / 2).clamp(1, poll_max.max(1));
-        f.next_at = now_ms() + f.interval_ms as i64;
+        // Grow by half each time, and to at least a quarter of the task's
+        // age: long tasks are asked rarely, short ones promptly.
+        let now = now_ms();
+        let age_ms = (now - f.accepted_at).max(0) as u64;
+        f.interval_ms = (f.interval_ms * 3 / 2)
+            .max(age_ms / 4)
+            .clamp(1, poll_max.max(1));
+        f.next_at = now + f.interval_ms as i64;
         if let Some(p) = progress {
             f.stored_progress = p;
         }

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Memory of gengate holding 10,000 idle keep-alive connections, then 10,000
+# open server-sent-event streams (loopback only).
+#
+#   bench/connections.sh [N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N="${1:-10000}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+cargo build --release -q -p gengate
+BIN="$CARGO_TARGET_DIR/release/gengate"
+ulimit -n "$(ulimit -Hn)"
+WORK=$(mktemp -d)
+trap 'kill $GPID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
+KEY=$("$BIN" keys create --user conn --data-dir "$WORK/data" 2>/dev/null)
+GENGATE_LOG__LEVEL=warn "$BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 > "$WORK/out" 2>"$WORK/err" & GPID=$!
+for _ in $(seq 100); do grep -q listening "$WORK/out" 2>/dev/null && break; sleep 0.05; done
+URL=$(grep -o 'http://[0-9.:]*' "$WORK/out" | head -1)
+rss() { awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' /proc/$GPID/status; }
+echo "idle: $(rss)"
+python3 bench/hold.py "$URL/healthz" "$N" 8 & HP=$!
+sleep 6; echo "$N keep-alive connections: $(rss)"; wait $HP
+sleep 1; echo "after they closed: $(rss)"
+python3 bench/hold.py "$URL/v1/events" "$N" 8 "$KEY" & HP=$!
+sleep 6; echo "$N SSE streams: $(rss)"; wait $HP
