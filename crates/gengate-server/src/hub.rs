@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use gengate_core::{Task, TaskId, UserId};
 use tokio::sync::broadcast;
@@ -25,6 +25,14 @@ use tokio::sync::broadcast;
 enum Topic {
     Task(TaskId),
     User(UserId),
+}
+
+/// A cached task, and its serialized form once made (used for finished
+/// tasks only: their answer never changes).
+#[derive(Debug)]
+pub struct Entry {
+    pub task: Arc<Task>,
+    pub serialized: OnceLock<(bytes::Bytes, String)>,
 }
 
 /// One stored change of a task.
@@ -42,7 +50,7 @@ const USER_BUCKETS: usize = 256;
 
 /// See the module documentation.
 pub struct Hub {
-    shards: Vec<Mutex<HashMap<TaskId, Arc<Task>>>>,
+    shards: Vec<Mutex<HashMap<TaskId, Arc<Entry>>>>,
     per_shard: usize,
     /// Subscribers by topic, so an event wakes only those who want it.
     topics: Mutex<HashMap<Topic, broadcast::Sender<Arc<TaskEvent>>>>,
@@ -75,7 +83,7 @@ impl Hub {
         }
     }
 
-    fn shard(&self, id: &str) -> &Mutex<HashMap<TaskId, Arc<Task>>> {
+    fn shard(&self, id: &str) -> &Mutex<HashMap<TaskId, Arc<Entry>>> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut h);
         &self.shards[(h.finish() as usize) % SHARDS]
@@ -85,8 +93,8 @@ impl Hub {
     fn put(&self, task: Arc<Task>) -> Arc<Task> {
         let mut shard = self.shard(&task.id).lock().expect("hub shard lock");
         if let Some(cached) = shard.get(&task.id) {
-            if cached.version >= task.version {
-                return cached.clone();
+            if cached.task.version >= task.version {
+                return cached.task.clone();
             }
         } else if shard.len() >= self.per_shard {
             // Evict an arbitrary eighth: cheap, and recently used tasks come
@@ -97,7 +105,13 @@ impl Hub {
                 shard.remove(&v);
             }
         }
-        shard.insert(task.id.clone(), task.clone());
+        shard.insert(
+            task.id.clone(),
+            Arc::new(Entry {
+                task: task.clone(),
+                serialized: OnceLock::new(),
+            }),
+        );
         task
     }
 
@@ -113,6 +127,15 @@ impl Hub {
 
     /// The cached state of a task, if cached.
     pub fn get(&self, id: &str) -> Option<Arc<Task>> {
+        self.shard(id)
+            .lock()
+            .expect("hub shard lock")
+            .get(id)
+            .map(|e| e.task.clone())
+    }
+
+    /// The cache entry of a task, with room for its serialized form.
+    pub fn entry(&self, id: &str) -> Option<Arc<Entry>> {
         self.shard(id)
             .lock()
             .expect("hub shard lock")

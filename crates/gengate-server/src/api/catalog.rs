@@ -7,10 +7,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 
-use super::cached_json;
 use super::error::{ApiError, ErrorBody};
 use super::extract::AppQuery;
 use super::views::{GalleryItem, GalleryPage, GalleryQuery, ModelList, ModelView};
+use super::{cached_json, page_json};
 use crate::app::App;
 use crate::service::tasks::ListParams;
 
@@ -43,14 +43,11 @@ pub(super) async fn gallery(
         cursor: q.cursor,
     };
     let page = app.tasks.gallery(&params).await?;
-    let data = page.tasks.iter().map(|t| GalleryItem::new(t)).collect();
     // Shared caches (a CDN) may keep a page a few seconds.
-    Ok(cached_json(
-        &headers,
-        &GalleryPage {
-            data,
+    Ok(page_json(&headers, &page, "public, max-age=5", || {
+        GalleryPage {
+            data: page.tasks.iter().map(|t| GalleryItem::new(t)).collect(),
             next_cursor: page.next_cursor.clone(),
-        },
-        "public, max-age=5",
-    ))
+        }
+    }))
 }

@@ -16,8 +16,9 @@ use std::time::Duration;
 
 /// Longest long-poll a client may ask for.
 pub(super) const MAX_WAIT_SECS: u64 = 60;
-use super::{PRIVATE, cached_json};
+use super::{PRIVATE, Rendered, cached_json, page_json};
 use crate::app::App;
+use crate::dispatch::QueueInfo;
 use crate::service::tasks::{CreateTask, ListParams};
 
 pub(super) fn router() -> Router<App> {
@@ -98,6 +99,29 @@ pub(super) async fn get_task(
         .tasks
         .get_wait(&caller, &id, Duration::from_secs(wait))
         .await?;
+    // A finished task's answer never changes: render it once.
+    if task.status.is_terminal()
+        && let Some(entry) = app
+            .hub
+            .entry(&task.id)
+            .filter(|e| e.task.version == task.version)
+    {
+        let serialized = match entry.serialized.get() {
+            Some(s) => s,
+            None => {
+                let r = Rendered::new(&TaskView::new(&task, QueueInfo::default()))?;
+                entry
+                    .serialized
+                    .get_or_init(|| (r.body, r.etag.to_str().unwrap_or_default().to_owned()))
+            }
+        };
+        let etag = HeaderValue::from_str(&serialized.1).map_err(ApiError::internal)?;
+        return Ok(Rendered {
+            body: serialized.0.clone(),
+            etag,
+        }
+        .respond(&headers, PRIVATE));
+    }
     let info = app.tasks.dispatcher().queue_info(&task);
     Ok(cached_json(&headers, &TaskView::new(&task, info), PRIVATE))
 }
@@ -121,22 +145,14 @@ pub(super) async fn list_tasks(
     };
     let page = app.tasks.list(&caller, &params).await?;
     let dispatcher = app.tasks.dispatcher();
-    let data = page
-        .tasks
-        .iter()
-        .map(|t| {
-            let info = dispatcher.queue_info(t);
-            TaskView::new(t, info)
-        })
-        .collect();
-    Ok(cached_json(
-        &headers,
-        &TaskPage {
-            data,
-            next_cursor: page.next_cursor.clone(),
-        },
-        PRIVATE,
-    ))
+    Ok(page_json(&headers, &page, PRIVATE, || TaskPage {
+        data: page
+            .tasks
+            .iter()
+            .map(|t| TaskView::new(t, dispatcher.queue_info(t)))
+            .collect(),
+        next_cursor: page.next_cursor.clone(),
+    }))
 }
 
 /// Cancel a task that has not finished (at the provider too, where it can).

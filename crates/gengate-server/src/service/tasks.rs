@@ -50,6 +50,10 @@ pub struct ListParams {
 /// One page of tasks and the cursor of the next page, if any.
 #[derive(Debug, Clone)]
 pub struct Page {
+    /// The page's serialized form and its tag, once made; kept only for
+    /// pages whose content is final (every task finished), as others carry
+    /// live queue figures.
+    pub serialized: std::sync::OnceLock<(bytes::Bytes, String)>,
     pub tasks: Vec<Arc<Task>>,
     pub next_cursor: Option<String>,
 }
@@ -413,6 +417,7 @@ impl TaskService {
             None
         };
         let page = Arc::new(Page {
+            serialized: std::sync::OnceLock::new(),
             tasks: tasks.into_iter().map(Arc::new).collect(),
             next_cursor,
         });
