@@ -45,7 +45,7 @@ INSERT INTO tasks SELECT printf('tsk_%026d', i), 1, 'sim-image', 'sim', 'succeed
   '{"prompt":"seeded task ' || i || ', a lighthouse at dusk","size":"1024x1024","steps":20}',
   '[{"url":"http://127.0.0.1:8080/media/sim/seed-' || i || '.png","content_type":"image/png","bytes":123456}]',
   NULL, 1, 0, 1, 3, 'sim-img-seed-' || i, 1.0, 0, 4102444800000,
-  1790000000000 + i, 1790000000000 + i, 1790000005000 + i, 1790000005000 + i, 3
+  1790000000000 + i, 1790000000000 + i, 1790000005000 + i, 1790000005000 + i, 3, NULL
 FROM n;
 SQL
 "$BIN" serve --config "$WORK/gengate.toml" --listen 127.0.0.1:0 > "$WORK/g.out" 2> "$WORK/g.err" & GPID=$!; PIDS+=($GPID)

@@ -27,9 +27,21 @@ use crate::service::tasks::TaskService;
 use crate::webhooks::{self, Webhooks};
 use crate::{api, keys, now_ms};
 
-/// Shared state of the HTTP handlers.
+/// Shared state of the HTTP handlers: one `Arc`, since every extractor of
+/// every request clones it.
 #[derive(Clone)]
-pub struct App {
+pub struct App(Arc<AppState>);
+
+impl std::ops::Deref for App {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
+/// What [`App`] shares.
+pub struct AppState {
     pub store: Arc<dyn Store>,
     pub tasks: TaskService,
     pub auth: AuthService,
@@ -147,7 +159,7 @@ pub fn build(
             timeout: w.timeout.0,
         },
     )?;
-    let app = App {
+    let app = App(Arc::new(AppState {
         webhooks,
         auth: AuthService::new(store.clone()),
         store,
@@ -158,7 +170,7 @@ pub fn build(
         request_timeout: cfg.server.request_timeout.0,
         hub,
         shutdown,
-    };
+    }));
     Ok(Server {
         app,
         dispatcher,
