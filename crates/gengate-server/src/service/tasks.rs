@@ -322,10 +322,13 @@ impl TaskService {
         task_id: &str,
         wait: Duration,
     ) -> Result<Arc<Task>, ServiceError> {
+        if wait.is_zero() {
+            return self.get(caller, task_id).await;
+        }
         // Subscribe before reading, so a change in between is not missed.
         let mut changes = self.hub.subscribe_task(task_id);
         let task = self.get(caller, task_id).await?;
-        if wait.is_zero() || task.status.is_terminal() {
+        if task.status.is_terminal() {
             return Ok(task);
         }
         let deadline = tokio::time::Instant::now() + wait;
