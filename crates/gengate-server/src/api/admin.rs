@@ -1,13 +1,16 @@
 //! Admin routes (admin keys only; user keys get 403).
 
+use axum::Router;
 use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::Admin;
+use super::{PRIVATE, cached_json};
 use crate::app::App;
 use crate::dispatch::LaneStats;
 
@@ -38,7 +41,8 @@ pub(super) struct AdminStats {
 pub(super) async fn stats(
     State(app): State<App>,
     _admin: Admin,
-) -> Result<Json<AdminStats>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let counts = app
         .store
         .status_counts()
@@ -52,8 +56,9 @@ pub(super) async fn stats(
             count: c.count,
         })
         .collect();
-    Ok(Json(AdminStats {
+    let stats = AdminStats {
         providers: app.tasks.dispatcher().stats(),
         tasks,
-    }))
+    };
+    Ok(cached_json(&headers, &stats, PRIVATE))
 }

@@ -1,15 +1,18 @@
 //! The caller's webhook signing secret, and the delivery record of a task's
 //! webhook.
 
+use axum::Router;
 use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use axum::routing::get;
-use axum::{Json, Router};
 use gengate_core::time::rfc3339;
 use gengate_store::Caller;
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
+use super::{PRIVATE, cached_json};
 use crate::app::App;
 use crate::service::ServiceError;
 
@@ -31,13 +34,14 @@ pub(super) struct SecretView {
 pub(super) async fn secret(
     State(app): State<App>,
     caller: Caller,
-) -> Result<Json<SecretView>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     let secret = app
         .webhooks
         .secret(caller.user_id)
         .await
         .map_err(ServiceError::from)?;
-    Ok(Json(SecretView { secret }))
+    Ok(cached_json(&headers, &SecretView { secret }, PRIVATE))
 }
 
 /// One delivery of a task's webhook and how its attempts went.
@@ -71,7 +75,8 @@ pub(super) async fn deliveries(
     State(app): State<App>,
     caller: Caller,
     Path(id): Path<String>,
-) -> Result<Json<DeliveryList>, ApiError> {
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     app.tasks.get(&caller, &id).await?;
     let list = app
         .store
@@ -93,5 +98,5 @@ pub(super) async fn deliveries(
             delivered_at: d.delivered_at.map(rfc3339),
         })
         .collect();
-    Ok(Json(DeliveryList { data }))
+    Ok(cached_json(&headers, &DeliveryList { data }, PRIVATE))
 }

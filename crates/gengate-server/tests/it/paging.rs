@@ -123,7 +123,13 @@ async fn etags_answer_304_until_the_task_changes() {
         .unwrap();
     assert_eq!(stale.status(), 200);
     // Lists and the gallery are cacheable too.
-    for path in ["/v1/tasks", "/v1/gallery", "/v1/models"] {
+    for path in [
+        "/v1/tasks",
+        "/v1/gallery",
+        "/v1/models",
+        "/v1/webhooks/secret",
+        &format!("/v1/tasks/{id}/webhooks"),
+    ] {
         let r = app.get_as(&app.user_key, path).await;
         let tag = r.header("etag").expect("etag").to_owned();
         let again = app
