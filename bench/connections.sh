@@ -18,8 +18,9 @@ for _ in $(seq 100); do grep -q listening "$WORK/out" 2>/dev/null && break; slee
 URL=$(grep -o 'http://[0-9.:]*' "$WORK/out" | head -1)
 rss() { awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' /proc/$GPID/status; }
 echo "idle: $(rss)"
-python3 bench/hold.py "$URL/healthz" "$N" 8 & HP=$!
-sleep 6; echo "$N keep-alive connections: $(rss)"; wait $HP
-sleep 1; echo "after they closed: $(rss)"
-python3 bench/hold.py "$URL/v1/events" "$N" 8 "$KEY" & HP=$!
-sleep 6; echo "$N SSE streams: $(rss)"; wait $HP
+# Measure only once the client reports every connection open.
+held() { for _ in $(seq 600); do grep -q held "$1" 2>/dev/null && break; sleep 0.1; done; cat "$1"; }
+python3 bench/hold.py "$URL/healthz" "$N" 15 > "$WORK/ka" & HP=$!
+held "$WORK/ka"; sleep 2; echo "$N keep-alive connections: $(rss)"; wait $HP
+python3 bench/hold.py "$URL/v1/events" "$N" 15 "$KEY" > "$WORK/sse" & HP=$!
+held "$WORK/sse"; sleep 2; echo "$N SSE streams: $(rss)"; wait $HP
