@@ -95,6 +95,22 @@ impl InputError {
 }
 
 impl FieldSpec {
+    /// A field of type `ty` with nothing else declared (optional, no default,
+    /// no bounds).
+    pub fn new(ty: FieldType) -> Self {
+        FieldSpec {
+            ty,
+            required: false,
+            default: None,
+            description: None,
+            min_length: None,
+            max_length: None,
+            minimum: None,
+            maximum: None,
+            values: vec![],
+        }
+    }
+
     /// Checks that the declaration itself makes sense (called at config load).
     ///
     /// # Errors
@@ -260,17 +276,7 @@ mod tests {
     use serde_json::json;
 
     fn field(ty: FieldType) -> FieldSpec {
-        FieldSpec {
-            ty,
-            required: false,
-            default: None,
-            description: None,
-            min_length: None,
-            max_length: None,
-            minimum: None,
-            maximum: None,
-            values: vec![],
-        }
+        FieldSpec::new(ty)
     }
 
     fn model() -> ModelSpec {

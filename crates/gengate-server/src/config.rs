@@ -303,17 +303,7 @@ fn default_expected() -> Dur {
 }
 
 fn field(ty: FieldType) -> FieldSpec {
-    FieldSpec {
-        ty,
-        required: false,
-        default: None,
-        description: None,
-        min_length: None,
-        max_length: None,
-        minimum: None,
-        maximum: None,
-        values: vec![],
-    }
+    FieldSpec::new(ty)
 }
 
 fn prompt_fields() -> BTreeMap<String, FieldSpec> {

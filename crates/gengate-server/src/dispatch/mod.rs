@@ -915,6 +915,20 @@ impl Dispatcher {
         lane.follow_wake.notify_one();
     }
 
+    /// Fails the attempt `pid` of a running task (retried if it may be).
+    async fn fail_attempt(&self, id: &str, pid: &str, error: TaskError) -> Result<(), StoreError> {
+        self.transition(id, None, |t| {
+            (t.status == Status::Running && t.provider_task_id.as_deref() == Some(pid)).then(|| {
+                Event::Fail {
+                    error: error.clone(),
+                    retry_at: self.backoff_at(t.attempts),
+                }
+            })
+        })
+        .await
+        .map(|_| ())
+    }
+
     async fn poll_one(&self, lane: &Arc<Lane>, id: &str, pid: &str) {
         let state = lane
             .provider
@@ -967,15 +981,7 @@ impl Dispatcher {
             }
             Ok(JobState::Failed { error }) => {
                 info!(task.id = %id, code = %error.code, "task {id} failed at {}: {}", lane.name, error.message);
-                let backoff = |t: &Task| self.backoff_at(t.attempts);
-                self.transition(id, None, |t| {
-                    same_attempt(t).then(|| Event::Fail {
-                        error: error.clone(),
-                        retry_at: backoff(t),
-                    })
-                })
-                .await
-                .map(|_| ())
+                self.fail_attempt(id, pid, error).await
             }
             Err(ProviderError::NotFound) => {
                 self.inner.metrics.provider_error(&lane.name, "not_found");
@@ -985,15 +991,7 @@ impl Dispatcher {
                     "the provider no longer knows this task",
                     true,
                 );
-                let backoff = |t: &Task| self.backoff_at(t.attempts);
-                self.transition(id, None, |t| {
-                    same_attempt(t).then(|| Event::Fail {
-                        error: error.clone(),
-                        retry_at: backoff(t),
-                    })
-                })
-                .await
-                .map(|_| ())
+                self.fail_attempt(id, pid, error).await
             }
             Err(e) => {
                 let (kind, _) = classify_failure(&e);
