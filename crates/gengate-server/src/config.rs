@@ -136,7 +136,7 @@ impl Default for ServerConfig {
             shutdown_grace: Dur(Duration::from_secs(10)),
             idle_timeout: Dur(Duration::from_secs(60)),
             task_cache: 100_000,
-            event_replay: 65_536,
+            event_replay: 16_384,
         }
     }
 }
@@ -580,6 +580,12 @@ impl Config {
             return Err(invalid(
                 "server.public_url",
                 "must be an http:// or https:// URL",
+            ));
+        }
+        if self.dispatch.poll_initial.0 > self.dispatch.poll_max.0 {
+            return Err(invalid(
+                "dispatch.poll_initial",
+                "must not be longer than dispatch.poll_max",
             ));
         }
         if self.server.body_limit.0 < 1024 {

@@ -48,16 +48,34 @@ const SHARDS: usize = 16;
 /// is cheaper than a map of every user.
 const USER_BUCKETS: usize = 256;
 
+/// One shard of the task cache.
+#[derive(Default)]
+struct Shard {
+    map: HashMap<TaskId, Arc<Entry>>,
+    /// Publishes into this shard so far: a read that missed the cache
+    /// notes it first, and may only fill the cache if it is unchanged (an
+    /// evicted newer state must not be replaced by an older read).
+    published: u64,
+}
+
+/// The event side: sequence, replay ring and topics change together under
+/// one lock, so subscribers see events in sequence order and a resume can
+/// never fall between the ring and the live stream.
+#[derive(Default)]
+struct Events {
+    seq: u64,
+    ring: VecDeque<Arc<TaskEvent>>,
+    topics: HashMap<Topic, broadcast::Sender<Arc<TaskEvent>>>,
+    /// Topic count after the last pruning, to prune only when it doubled.
+    pruned_len: usize,
+}
+
 /// See the module documentation.
 pub struct Hub {
-    shards: Vec<Mutex<HashMap<TaskId, Arc<Entry>>>>,
+    shards: Vec<Mutex<Shard>>,
     per_shard: usize,
-    /// Subscribers by topic, so an event wakes only those who want it.
-    topics: Mutex<HashMap<Topic, broadcast::Sender<Arc<TaskEvent>>>>,
-    /// Recent events, oldest first, for `Last-Event-ID` resumption.
-    ring: Mutex<VecDeque<Arc<TaskEvent>>>,
+    events: Mutex<Events>,
     ring_len: usize,
-    seq: AtomicU64,
     epoch: i64,
     /// Bumped whenever the gallery's content changes (a public task
     /// succeeded), so cached gallery pages know they are stale.
@@ -73,46 +91,37 @@ impl Hub {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
-            topics: Mutex::default(),
-            ring: Mutex::new(VecDeque::with_capacity(ring_len.min(1 << 16))),
+            events: Mutex::default(),
             ring_len: ring_len.max(1),
-            seq: AtomicU64::new(0),
             epoch,
             gallery_generation: AtomicU64::new(0),
             user_generations: (0..USER_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
-    fn shard(&self, id: &str) -> &Mutex<HashMap<TaskId, Arc<Entry>>> {
+    fn shard(&self, id: &str) -> &Mutex<Shard> {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         id.hash(&mut h);
         &self.shards[(h.finish() as usize) % SHARDS]
     }
 
-    /// Keeps `task` unless a newer version is cached; returns what is cached.
-    fn put(&self, task: Arc<Task>) -> Arc<Task> {
-        let mut shard = self.shard(&task.id).lock().expect("hub shard lock");
-        if let Some(cached) = shard.get(&task.id) {
-            if cached.task.version >= task.version {
-                return cached.task.clone();
-            }
-        } else if shard.len() >= self.per_shard {
+    fn insert(&self, shard: &mut Shard, task: Arc<Task>) {
+        if !shard.map.contains_key(&task.id) && shard.map.len() >= self.per_shard {
             // Evict an arbitrary eighth: cheap, and recently used tasks come
             // straight back on their next read.
             let drop_n = (self.per_shard / 8).max(1);
-            let victims: Vec<TaskId> = shard.keys().take(drop_n).cloned().collect();
+            let victims: Vec<TaskId> = shard.map.keys().take(drop_n).cloned().collect();
             for v in victims {
-                shard.remove(&v);
+                shard.map.remove(&v);
             }
         }
-        shard.insert(
+        shard.map.insert(
             task.id.clone(),
             Arc::new(Entry {
-                task: task.clone(),
+                task,
                 serialized: OnceLock::new(),
             }),
         );
-        task
     }
 
     /// The generation of the pages of `user` (`None`: the gallery). Read it
@@ -130,6 +139,7 @@ impl Hub {
         self.shard(id)
             .lock()
             .expect("hub shard lock")
+            .map
             .get(id)
             .map(|e| e.task.clone())
     }
@@ -139,13 +149,32 @@ impl Hub {
         self.shard(id)
             .lock()
             .expect("hub shard lock")
+            .map
             .get(id)
             .cloned()
     }
 
-    /// Caches a task read from the store (a cache miss).
-    pub fn remember(&self, task: Task) -> Arc<Task> {
-        self.put(Arc::new(task))
+    /// Note this before reading a task from the store after a cache miss,
+    /// and hand it to [`Hub::remember`].
+    pub fn read_mark(&self, id: &str) -> u64 {
+        self.shard(id).lock().expect("hub shard lock").published
+    }
+
+    /// Caches a task read from the store after a miss, unless something was
+    /// published into its shard since `mark` (the read may be older than
+    /// that) or a newer version is cached. Returns the newest state known.
+    pub fn remember(&self, task: Task, mark: u64) -> Arc<Task> {
+        let mut shard = self.shard(&task.id).lock().expect("hub shard lock");
+        if let Some(cached) = shard.map.get(&task.id)
+            && cached.task.version >= task.version
+        {
+            return cached.task.clone();
+        }
+        let task = Arc::new(task);
+        if shard.published == mark {
+            self.insert(&mut shard, task.clone());
+        }
+        task
     }
 
     /// Records a committed change: updates the cache, marks cached pages it
@@ -158,69 +187,86 @@ impl Hub {
         if task.public && task.status == gengate_core::Status::Succeeded {
             self.gallery_generation.fetch_add(1, Ordering::AcqRel);
         }
-        let task = self.put(Arc::new(task.clone()));
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let event = Arc::new(TaskEvent { seq, task });
-        {
-            let mut ring = self.ring.lock().expect("hub ring lock");
-            if ring.len() >= self.ring_len {
-                ring.pop_front();
+        let task = {
+            let mut shard = self.shard(&task.id).lock().expect("hub shard lock");
+            shard.published += 1;
+            match shard.map.get(&task.id) {
+                Some(cached) if cached.task.version >= task.version => cached.task.clone(),
+                _ => {
+                    let task = Arc::new(task.clone());
+                    self.insert(&mut shard, task.clone());
+                    task
+                }
             }
-            ring.push_back(event.clone());
+        };
+        let mut ev = self.events.lock().expect("hub events lock");
+        ev.seq += 1;
+        let event = Arc::new(TaskEvent { seq: ev.seq, task });
+        if ev.ring.len() >= self.ring_len {
+            ev.ring.pop_front();
         }
-        let mut topics = self.topics.lock().expect("hub topics lock");
+        ev.ring.push_back(event.clone());
         for topic in [
             Topic::Task(event.task.id.clone()),
             Topic::User(event.task.user_id),
         ] {
-            if let Some(tx) = topics.get(&topic)
+            if let Some(tx) = ev.topics.get(&topic)
                 && tx.send(event.clone()).is_err()
             {
                 // Everyone left: forget the topic.
-                topics.remove(&topic);
+                ev.topics.remove(&topic);
             }
         }
     }
 
-    /// Live events of one task from now on.
-    pub fn subscribe_task(&self, id: &str) -> broadcast::Receiver<Arc<TaskEvent>> {
+    /// Live events of one task from now on, and the sequence number they
+    /// start after.
+    pub fn subscribe_task(&self, id: &str) -> (broadcast::Receiver<Arc<TaskEvent>>, u64) {
         self.subscribe(Topic::Task(id.to_owned()), 16)
     }
 
-    /// Live events of all of one user's tasks from now on.
-    pub fn subscribe_user(&self, user: UserId) -> broadcast::Receiver<Arc<TaskEvent>> {
+    /// Live events of all of one user's tasks from now on, and the sequence
+    /// number they start after.
+    pub fn subscribe_user(&self, user: UserId) -> (broadcast::Receiver<Arc<TaskEvent>>, u64) {
         self.subscribe(Topic::User(user), 256)
     }
 
-    fn subscribe(&self, topic: Topic, capacity: usize) -> broadcast::Receiver<Arc<TaskEvent>> {
-        let mut topics = self.topics.lock().expect("hub topics lock");
-        if topics.len() > 4096 {
-            // Drop topics whose subscribers all left without an event since.
-            topics.retain(|_, tx| tx.receiver_count() > 0);
+    fn subscribe(
+        &self,
+        topic: Topic,
+        capacity: usize,
+    ) -> (broadcast::Receiver<Arc<TaskEvent>>, u64) {
+        let mut ev = self.events.lock().expect("hub events lock");
+        if ev.topics.len() > 4096 && ev.topics.len() > 2 * ev.pruned_len {
+            // Drop topics whose subscribers all left without an event since;
+            // only when the map doubled, so the cost stays amortised.
+            ev.topics.retain(|_, tx| tx.receiver_count() > 0);
+            ev.pruned_len = ev.topics.len();
         }
-        topics
+        let rx = ev
+            .topics
             .entry(topic)
             .or_insert_with(|| broadcast::channel(capacity).0)
-            .subscribe()
+            .subscribe();
+        (rx, ev.seq)
     }
 
     /// Events after `seq`, if the ring still holds all of them.
     pub fn since(&self, seq: u64) -> Option<Vec<Arc<TaskEvent>>> {
-        let ring = self.ring.lock().expect("hub ring lock");
-        let current = self.seq.load(Ordering::Relaxed);
-        if seq >= current {
+        let ev = self.events.lock().expect("hub events lock");
+        if seq >= ev.seq {
             return Some(Vec::new());
         }
-        let oldest = ring.front()?.seq;
+        let oldest = ev.ring.front()?.seq;
         if seq + 1 < oldest {
             return None;
         }
-        Some(ring.iter().filter(|e| e.seq > seq).cloned().collect())
+        Some(ev.ring.iter().filter(|e| e.seq > seq).cloned().collect())
     }
 
     /// The last event's sequence number (0 before any).
     pub fn last_seq(&self) -> u64 {
-        self.seq.load(Ordering::Relaxed)
+        self.events.lock().expect("hub events lock").seq
     }
 
     /// The id an event is sent with.
@@ -273,7 +319,7 @@ mod tests {
             2,
             "an older state never replaces a newer one"
         );
-        assert_eq!(hub.remember(task("a", 0)).version, 2);
+        assert_eq!(hub.remember(task("a", 0), hub.read_mark("a")).version, 2);
         for i in 0..100 {
             hub.publish(&task(&format!("t{i}"), 0));
         }
@@ -281,6 +327,23 @@ mod tests {
             .filter(|i| hub.get(&format!("t{i}")).is_some())
             .count();
         assert!(cached <= 16 + SHARDS, "bounded: {cached}");
+    }
+
+    #[test]
+    fn a_read_older_than_a_publish_never_refills_the_cache() {
+        let hub = Hub::new(SHARDS, 8, 7);
+        hub.publish(&task("a", 1));
+        let mark = hub.read_mark("a"); // a reader misses... (say, after eviction)
+        hub.publish(&task("a", 2)); // ...the task moves on...
+        for i in 0..200 {
+            hub.publish(&task(&format!("x{i}"), 0)); // ...and is evicted.
+        }
+        let read = hub.remember(task("a", 1), mark); // the reader's older copy
+        assert_eq!(read.version, 1);
+        assert!(
+            hub.get("a").is_none_or(|t| t.version == 2),
+            "the stale read was not cached"
+        );
     }
 
     #[test]

@@ -106,6 +106,33 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
+/// Resolves names for webhook requests and keeps only public addresses
+/// (unless private ones are allowed): the addresses checked are the ones
+/// connected to, so DNS rebinding cannot slip a private one in.
+struct PublicOnly {
+    allow_private: bool,
+}
+
+impl reqwest::dns::Resolve for PublicOnly {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let allow_private = self.allow_private;
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| allow_private || is_public(a.ip()))
+                .collect();
+            if addrs.is_empty() {
+                let e: Box<dyn std::error::Error + Send + Sync> =
+                    format!("{host} is not a public address; webhooks.allow_private permits it")
+                        .into();
+                return Err(e);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
 /// The outbox sender.
 #[derive(Clone)]
 pub struct Webhooks {
@@ -123,6 +150,9 @@ impl Webhooks {
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(PublicOnly {
+                allow_private: settings.allow_private,
+            }))
             .user_agent(concat!("gengate/", env!("CARGO_PKG_VERSION")))
             .build()?;
         Ok(Self {
@@ -151,17 +181,22 @@ impl Webhooks {
 
     /// Sends due deliveries until shutdown.
     pub async fn run(self, shutdown: CancellationToken) {
-        loop {
+        while !shutdown.is_cancelled() {
             match self.store.due_deliveries(now_ms(), BATCH).await {
                 Ok(due) if !due.is_empty() => {
                     let sends: Vec<_> = due
                         .into_iter()
                         .map(|d| tokio::spawn(self.clone().deliver(d)))
                         .collect();
+                    let mut recorded = true;
                     for s in sends {
-                        let _ = s.await;
+                        recorded &= s.await.unwrap_or(false);
                     }
-                    continue;
+                    // A batch whose outcome could not be stored would come
+                    // straight back: wait before reading the outbox again.
+                    if recorded {
+                        continue;
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "reading the webhook outbox failed: {e}"),
@@ -173,26 +208,19 @@ impl Webhooks {
         }
     }
 
-    async fn allowed(&self, url: &reqwest::Url) -> Result<(), String> {
+    fn allowed(&self, url: &reqwest::Url) -> Result<(), String> {
         if self.settings.allow_private {
             return Ok(());
         }
         let host = url.host_str().ok_or("the URL has no host")?;
-        let port = url.port_or_known_default().unwrap_or(443);
-        let addrs: Vec<IpAddr> = match host.trim_matches(['[', ']']).parse::<IpAddr>() {
-            Ok(ip) => vec![ip],
-            Err(_) => tokio::net::lookup_host((host, port))
-                .await
-                .map_err(|e| format!("cannot resolve {host}: {e}"))?
-                .map(|a| a.ip())
-                .collect(),
-        };
-        if addrs.is_empty() || addrs.iter().any(|ip| !is_public(*ip)) {
-            return Err(format!(
+        // Names are checked where they are resolved for the connection (see
+        // `PublicOnly`), so a second lookup cannot answer differently.
+        match host.trim_matches(['[', ']']).parse::<IpAddr>() {
+            Ok(ip) if !is_public(ip) => Err(format!(
                 "{host} is not a public address; webhooks.allow_private permits it"
-            ));
+            )),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn body(task: &Task, event: &str, now: i64) -> Vec<u8> {
@@ -206,7 +234,7 @@ impl Webhooks {
     async fn attempt(&self, d: &Delivery) -> Result<u16, (Option<u16>, String, bool)> {
         let url =
             reqwest::Url::parse(&d.url).map_err(|e| (None, format!("bad URL: {e}"), false))?;
-        self.allowed(&url).await.map_err(|e| (None, e, false))?;
+        self.allowed(&url).map_err(|e| (None, e, false))?;
         let task = match self.store.get_task(&d.task_id).await {
             Ok(Some(t)) => t,
             Ok(None) => return Err((None, "the task no longer exists".into(), false)),
@@ -243,7 +271,8 @@ impl Webhooks {
         }
     }
 
-    async fn deliver(self, mut d: Delivery) {
+    /// One attempt; returns whether its outcome was stored.
+    async fn deliver(self, mut d: Delivery) -> bool {
         let outcome = self.attempt(&d).await;
         let now = now_ms();
         d.attempts += 1;
@@ -274,8 +303,12 @@ impl Webhooks {
                     if d.status == "failed" { "giving up" } else { "will retry" });
             }
         }
-        if let Err(e) = self.store.record_delivery(&d).await {
-            tracing::error!(error = %e, webhook.id = d.id, "recording a webhook attempt failed: {e}");
+        match self.store.record_delivery(&d).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, webhook.id = d.id, "recording a webhook attempt failed: {e}");
+                false
+            }
         }
     }
 }

@@ -122,6 +122,15 @@ impl Feed {
     }
 }
 
+/// Replayed events may reach past the subscription point; their live copies
+/// must not be sent again.
+fn last_pending_seq(pending: &VecDeque<Item>, start_seq: u64) -> u64 {
+    pending.iter().fold(start_seq, |m, i| match i {
+        Item::Task(seq, _) => m.max(*seq),
+        Item::Reset => m,
+    })
+}
+
 fn last_event_id(headers: &HeaderMap) -> Option<&str> {
     headers.get("last-event-id").and_then(|v| v.to_str().ok())
 }
@@ -144,8 +153,7 @@ pub(super) async fn task_events(
 ) -> Result<Response, ApiError> {
     // Subscribe, then note the sequence, then read: whatever changes after
     // the read arrives as an event, and nothing falls in between.
-    let changes = app.hub.subscribe_task(&id);
-    let start_seq = app.hub.last_seq();
+    let (changes, start_seq) = app.hub.subscribe_task(&id);
     let task = app.tasks.get(&caller, &id).await?;
     let mut pending = VecDeque::new();
     let resumed = last_event_id(&headers)
@@ -162,12 +170,13 @@ pub(super) async fn task_events(
         }
         None => pending.push_back(Item::Task(start_seq, task)),
     }
+    let sent_seq = last_pending_seq(&pending, start_seq);
     let feed = Feed {
         shutdown: app.shutdown.clone(),
         app,
         pending,
         changes,
-        sent_seq: start_seq,
+        sent_seq,
         single_task: Some(id),
         done: false,
     };
@@ -187,8 +196,7 @@ pub(super) async fn user_events(
     caller: Caller,
     headers: HeaderMap,
 ) -> Response {
-    let changes = app.hub.subscribe_user(caller.user_id);
-    let start_seq = app.hub.last_seq();
+    let (changes, start_seq) = app.hub.subscribe_user(caller.user_id);
     let mut pending = VecDeque::new();
     if let Some(header) = last_event_id(&headers) {
         match app
@@ -205,12 +213,13 @@ pub(super) async fn user_events(
             None => pending.push_back(Item::Reset),
         }
     }
+    let sent_seq = last_pending_seq(&pending, start_seq);
     let feed = Feed {
         shutdown: app.shutdown.clone(),
         app,
         pending,
         changes,
-        sent_seq: start_seq,
+        sent_seq,
         single_task: None,
         done: false,
     };

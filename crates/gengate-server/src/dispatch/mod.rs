@@ -493,10 +493,11 @@ impl Dispatcher {
                         .latency_ewma
                         .unwrap_or_else(|| self.expected_seconds(&task.model))
                         * 500.0) as i64;
-                    let first = expected_ms.clamp(
-                        self.inner.settings.poll_initial.as_millis() as i64,
-                        self.inner.settings.poll_max.as_millis() as i64,
-                    );
+                    // (max/min, not clamp: a bad pair of settings must not panic
+                    // while the lane is locked.)
+                    let first = expected_ms
+                        .max(self.inner.settings.poll_initial.as_millis() as i64)
+                        .min(self.inner.settings.poll_max.as_millis() as i64);
                     self.follow_locked(&mut st, &task.id, pid, now, now + first);
                     lane.follow_wake.notify_one();
                 }

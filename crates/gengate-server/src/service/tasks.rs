@@ -268,9 +268,9 @@ impl TaskService {
         let work = tokio::spawn(async move {
             let _guard = guard;
             let created = store.create_task(new, idempotency).await?;
-            if created.replayed {
-                hub.remember(created.task.clone());
-            } else {
+            // A replay's task may be older than what the cache holds; reads
+            // fill the cache safely, so only new tasks are published here.
+            if !created.replayed {
                 hub.publish(&created.task);
                 tracing::info!(task.id = %created.task.id, model = %created.task.model, "task {} created", created.task.id);
                 dispatcher.enqueue(&created.task);
@@ -300,9 +300,11 @@ impl TaskService {
         }
         let task = match self.hub.get(task_id) {
             Some(t) => t,
-            None => self
-                .hub
-                .remember(self.store.get_task(task_id).await?.ok_or_else(not_found)?),
+            None => {
+                let mark = self.hub.read_mark(task_id);
+                let stored = self.store.get_task(task_id).await?.ok_or_else(not_found)?;
+                self.hub.remember(stored, mark)
+            }
         };
         if task.user_id != caller.user_id && caller.role != Role::Admin {
             return Err(not_found());
@@ -326,7 +328,7 @@ impl TaskService {
             return self.get(caller, task_id).await;
         }
         // Subscribe before reading, so a change in between is not missed.
-        let mut changes = self.hub.subscribe_task(task_id);
+        let (mut changes, _) = self.hub.subscribe_task(task_id);
         let task = self.get(caller, task_id).await?;
         if task.status.is_terminal() {
             return Ok(task);
