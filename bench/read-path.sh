@@ -63,14 +63,24 @@ run() { # name, wrk args... → prints a row, returns req/s on stdout
   printf '%-32s %10s req/s   p99 %8s' "$name" "$rps" "$p99" >&2
   echo "$rps"
 }
-ratio() { awk -v a="$1" -v b="$REF_RPS" 'BEGIN {printf "   %5.1f %% of reference\n", 100 * a / b}' >&2; }
+# The machine's speed drifts during a run, so each route is compared with
+# the mean of reference runs taken right before and right after it.
+REF_PREV=""
+measure() { # name, wrk args...
+  local before after r
+  before=${REF_PREV:-$(run "  reference" "$REF_URL/" 2>/dev/null)}
+  r=$(run "$@")
+  after=$(run "  reference" "$REF_URL/" 2>/dev/null)
+  REF_PREV=$after
+  awk -v a="$r" -v b="$before" -v c="$after" 'BEGIN {printf "   %5.1f %% of reference (%.0f..%.0f)\n", 200 * a / (b + c), b, c}' >&2
+}
 
 echo "$(nproc) cores, wrk -t2 -c$CONNS -d$DURATION, $SEED tasks in the store" >&2
-REF_RPS=$(run "reference (bare hyper, 351 B)" "$REF_URL/"); echo >&2
-R=$(run "GET /v1/tasks/{id}" -H "$AUTH" "$URL/v1/tasks/$ID"); ratio "$R"
-R=$(run "GET /v1/gallery?limit=20" "$URL/v1/gallery?limit=20"); ratio "$R"
-R=$(run "GET /v1/tasks?limit=20" -H "$AUTH" "$URL/v1/tasks?limit=20"); ratio "$R"
-R=$(run "POST /v1/tasks (durable)" -H "$AUTH" -s bench/create.lua "$URL/v1/tasks"); ratio "$R"
+REF_PREV=$(run "reference (bare hyper, 351 B)" "$REF_URL/"); echo >&2
+measure "GET /v1/tasks/{id}" -H "$AUTH" "$URL/v1/tasks/$ID"
+measure "GET /v1/gallery?limit=20" "$URL/v1/gallery?limit=20"
+measure "GET /v1/tasks?limit=20" -H "$AUTH" "$URL/v1/tasks?limit=20"
+measure "POST /v1/tasks (durable)" -H "$AUTH" -s bench/create.lua "$URL/v1/tasks"
 
 echo >&2
 echo "bytes per response, headers included (3 Mbps = 375,000 B/s):" >&2
