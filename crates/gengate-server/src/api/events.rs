@@ -50,6 +50,30 @@ struct Feed {
 }
 
 impl Feed {
+    fn new(
+        app: App,
+        pending: VecDeque<Item>,
+        changes: broadcast::Receiver<Arc<TaskEvent>>,
+        start_seq: u64,
+        single_task: Option<String>,
+    ) -> Self {
+        // Replayed events may reach past the subscription point; their live
+        // copies must not be sent again.
+        let sent_seq = pending.iter().fold(start_seq, |m, i| match i {
+            Item::Task(seq, _) => m.max(*seq),
+            Item::Reset => m,
+        });
+        Self {
+            shutdown: app.shutdown.clone(),
+            app,
+            pending,
+            changes,
+            sent_seq,
+            single_task,
+            done: false,
+        }
+    }
+
     fn event(&mut self, item: Item) -> Event {
         match item {
             Item::Task(seq, task) => {
@@ -122,15 +146,6 @@ impl Feed {
     }
 }
 
-/// Replayed events may reach past the subscription point; their live copies
-/// must not be sent again.
-fn last_pending_seq(pending: &VecDeque<Item>, start_seq: u64) -> u64 {
-    pending.iter().fold(start_seq, |m, i| match i {
-        Item::Task(seq, _) => m.max(*seq),
-        Item::Reset => m,
-    })
-}
-
 fn last_event_id(headers: &HeaderMap) -> Option<&str> {
     headers.get("last-event-id").and_then(|v| v.to_str().ok())
 }
@@ -170,17 +185,7 @@ pub(super) async fn task_events(
         }
         None => pending.push_back(Item::Task(start_seq, task)),
     }
-    let sent_seq = last_pending_seq(&pending, start_seq);
-    let feed = Feed {
-        shutdown: app.shutdown.clone(),
-        app,
-        pending,
-        changes,
-        sent_seq,
-        single_task: Some(id),
-        done: false,
-    };
-    Ok(feed.into_response())
+    Ok(Feed::new(app, pending, changes, start_seq, Some(id)).into_response())
 }
 
 /// Server-sent events of all of the caller's tasks, from now on (or, with
@@ -213,15 +218,5 @@ pub(super) async fn user_events(
             None => pending.push_back(Item::Reset),
         }
     }
-    let sent_seq = last_pending_seq(&pending, start_seq);
-    let feed = Feed {
-        shutdown: app.shutdown.clone(),
-        app,
-        pending,
-        changes,
-        sent_seq,
-        single_task: None,
-        done: false,
-    };
-    feed.into_response()
+    Feed::new(app, pending, changes, start_seq, None).into_response()
 }
