@@ -12,7 +12,6 @@ use super::extract::AppQuery;
 use super::views::{GalleryItem, GalleryPage, GalleryQuery, ModelList, ModelView};
 use super::{cached_json, page_json};
 use crate::app::App;
-use crate::service::tasks::ListParams;
 
 pub(super) fn router() -> Router<App> {
     Router::new()
@@ -36,13 +35,7 @@ pub(super) async fn gallery(
     AppQuery(q): AppQuery<GalleryQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let params = ListParams {
-        status: None,
-        model: q.model,
-        limit: q.limit,
-        cursor: q.cursor,
-    };
-    let page = app.tasks.gallery(&params).await?;
+    let page = app.tasks.gallery(&q.into()).await?;
     // Shared caches (a CDN) may keep a page a few seconds.
     Ok(page_json(&headers, &page, "public, max-age=5", || {
         GalleryPage {

@@ -19,7 +19,6 @@ pub(super) const MAX_WAIT_SECS: u64 = 60;
 use super::{PRIVATE, Rendered, cached_json, page_json};
 use crate::app::App;
 use crate::dispatch::QueueInfo;
-use crate::service::tasks::{CreateTask, ListParams};
 
 pub(super) fn router() -> Router<App> {
     Router::new()
@@ -50,14 +49,7 @@ pub(super) async fn create_task(
     IdempotencyKeyHeader(key): IdempotencyKeyHeader,
     AppJson(req): AppJson<CreateTaskRequest>,
 ) -> Result<Response, ApiError> {
-    let req = CreateTask {
-        model: req.model,
-        input: req.input,
-        public: req.public,
-        priority: req.priority,
-        webhook: req.webhook,
-    };
-    let created = app.tasks.create(&caller, key, req).await?;
+    let created = app.tasks.create(&caller, key, req.into()).await?;
     let info = app.tasks.dispatcher().queue_info(&created.task);
     let mut resp = (
         StatusCode::ACCEPTED,
@@ -137,13 +129,7 @@ pub(super) async fn list_tasks(
     AppQuery(q): AppQuery<ListTasksQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let params = ListParams {
-        status: q.status,
-        model: q.model,
-        limit: q.limit,
-        cursor: q.cursor,
-    };
-    let page = app.tasks.list(&caller, &params).await?;
+    let page = app.tasks.list(&caller, &q.into()).await?;
     let dispatcher = app.tasks.dispatcher();
     Ok(page_json(&headers, &page, PRIVATE, || TaskPage {
         data: page

@@ -8,6 +8,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::dispatch::QueueInfo;
+use crate::service::tasks::{CreateTask, ListParams};
 
 /// `POST /v1/tasks` body.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -214,4 +215,38 @@ pub struct GalleryQuery {
     /// Page size, 1..=100 (default 20).
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+}
+
+impl From<CreateTaskRequest> for CreateTask {
+    fn from(r: CreateTaskRequest) -> Self {
+        Self {
+            model: r.model,
+            input: r.input,
+            public: r.public,
+            priority: r.priority,
+            webhook: r.webhook,
+        }
+    }
+}
+
+impl From<ListTasksQuery> for ListParams {
+    fn from(q: ListTasksQuery) -> Self {
+        Self {
+            status: q.status,
+            model: q.model,
+            limit: q.limit,
+            cursor: q.cursor,
+        }
+    }
+}
+
+impl From<GalleryQuery> for ListParams {
+    fn from(q: GalleryQuery) -> Self {
+        Self {
+            status: None,
+            model: q.model,
+            limit: q.limit,
+            cursor: q.cursor,
+        }
+    }
 }

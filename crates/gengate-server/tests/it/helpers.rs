@@ -218,6 +218,21 @@ impl TestApp {
         .await
     }
 
+    /// A GET whose body is left unread (event streams), optionally resuming
+    /// after `last_event_id`.
+    pub(crate) async fn open_as(
+        &self,
+        key: &str,
+        path: &str,
+        last_event_id: Option<&str>,
+    ) -> reqwest::Response {
+        let mut req = self.client.get(self.url(path)).bearer_auth(key);
+        if let Some(id) = last_event_id {
+            req = req.header("last-event-id", id);
+        }
+        req.send().await.expect("request sent")
+    }
+
     pub(crate) async fn get_task(&self, id: &str) -> Resp {
         self.get_as(&self.user_key, &format!("/v1/tasks/{id}"))
             .await

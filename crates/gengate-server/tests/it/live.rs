@@ -115,12 +115,8 @@ async fn task_events_stream_every_change_end_at_the_result_and_resume() {
     let app = spawn_app().await;
     let id = app.post_task(&prompt("stream me")).await.id();
     let mut resp = app
-        .client
-        .get(app.url(&format!("/v1/tasks/{id}/events")))
-        .bearer_auth(&app.user_key)
-        .send()
-        .await
-        .unwrap();
+        .open_as(&app.user_key, &format!("/v1/tasks/{id}/events"), None)
+        .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "text/event-stream");
     let (events, ended) = read_events(&mut resp, |_| false).await;
@@ -144,48 +140,36 @@ async fn task_events_stream_every_change_end_at_the_result_and_resume() {
     // Resuming after the last event of a finished task: nothing more (204).
     let last = ids.last().unwrap().to_string();
     let again = app
-        .client
-        .get(app.url(&format!("/v1/tasks/{id}/events")))
-        .bearer_auth(&app.user_key)
-        .header("last-event-id", &last)
-        .send()
-        .await
-        .unwrap();
+        .open_as(
+            &app.user_key,
+            &format!("/v1/tasks/{id}/events"),
+            Some(&last),
+        )
+        .await;
     assert_eq!(again.status(), 204);
     // Resuming from the first event replays the rest.
     let mut resumed = app
-        .client
-        .get(app.url(&format!("/v1/tasks/{id}/events")))
-        .bearer_auth(&app.user_key)
-        .header("last-event-id", ids[0])
-        .send()
-        .await
-        .unwrap();
+        .open_as(
+            &app.user_key,
+            &format!("/v1/tasks/{id}/events"),
+            Some(ids[0]),
+        )
+        .await;
     let (replayed, ended) = read_events(&mut resumed, |_| false).await;
     assert!(ended);
     assert_eq!(replayed.len(), events.len() - 1);
     // Others' tasks stay invisible.
     let bob = app.key_for("bob").await;
     let r = app
-        .client
-        .get(app.url(&format!("/v1/tasks/{id}/events")))
-        .bearer_auth(&bob)
-        .send()
-        .await
-        .unwrap();
+        .open_as(&bob, &format!("/v1/tasks/{id}/events"), None)
+        .await;
     assert_eq!(r.status(), 404);
 }
 
 #[tokio::test]
 async fn the_callers_event_stream_carries_all_their_tasks_and_only_theirs() {
     let app = spawn_app().await;
-    let mut resp = app
-        .client
-        .get(app.url("/v1/events"))
-        .bearer_auth(&app.user_key)
-        .send()
-        .await
-        .unwrap();
+    let mut resp = app.open_as(&app.user_key, "/v1/events", None).await;
     assert_eq!(resp.status(), 200);
     let bob = app.key_for("bob").await;
     app.post_task_as(&bob, &prompt("not yours"), None).await;
@@ -206,14 +190,7 @@ async fn the_callers_event_stream_carries_all_their_tasks_and_only_theirs() {
 
     // Resume from the middle: the rest is replayed.
     let mid = &events[events.len() / 2].1;
-    let mut resumed = app
-        .client
-        .get(app.url("/v1/events"))
-        .bearer_auth(&app.user_key)
-        .header("last-event-id", mid)
-        .send()
-        .await
-        .unwrap();
+    let mut resumed = app.open_as(&app.user_key, "/v1/events", Some(mid)).await;
     let want = events.len() - events.len() / 2 - 1;
     let (replayed, _) = read_events(&mut resumed, |evs| evs.len() >= want).await;
     assert_eq!(
@@ -225,14 +202,7 @@ async fn the_callers_event_stream_carries_all_their_tasks_and_only_theirs() {
     );
 
     // An id from another process (before a restart) cannot be resumed: reset.
-    let mut stale = app
-        .client
-        .get(app.url("/v1/events"))
-        .bearer_auth(&app.user_key)
-        .header("last-event-id", "1-5")
-        .send()
-        .await
-        .unwrap();
+    let mut stale = app.open_as(&app.user_key, "/v1/events", Some("1-5")).await;
     let (first, _) = read_events(&mut stale, |evs| !evs.is_empty()).await;
     assert_eq!(first[0].0, "reset");
 }
@@ -240,13 +210,7 @@ async fn the_callers_event_stream_carries_all_their_tasks_and_only_theirs() {
 #[tokio::test]
 async fn open_event_streams_do_not_hold_up_shutdown() {
     let app = spawn_app().await;
-    let resp = app
-        .client
-        .get(app.url("/v1/events"))
-        .bearer_auth(&app.user_key)
-        .send()
-        .await
-        .unwrap();
+    let resp = app.open_as(&app.user_key, "/v1/events", None).await;
     assert_eq!(resp.status(), 200);
     tokio::time::timeout(Duration::from_secs(5), app.stop())
         .await

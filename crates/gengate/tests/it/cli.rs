@@ -132,15 +132,12 @@ fn sigterm_drains_and_exits_cleanly_with_everything_durable() {
     let server = Proc::start(&["serve", "--listen", "127.0.0.1:0"], cwd);
     rt.block_on(async {
         for _ in 0..200 {
-            let t: serde_json::Value = reqwest::Client::new()
-                .get(format!("{}/v1/tasks/{id}", server.url))
-                .bearer_auth(&key)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let t = crate::process::get_json(
+                &reqwest::Client::new(),
+                &format!("{}/v1/tasks/{id}", server.url),
+                Some(&key),
+            )
+            .await;
             if t["status"] == "succeeded" {
                 return;
             }

@@ -7,22 +7,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::process::{Proc, create_key};
+use crate::process::{Proc, create_key, get_json};
 
 async fn statuses(client: &reqwest::Client, url: &str, keys: &[String]) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for key in keys {
         let mut cursor = String::new();
         loop {
-            let page: Value = client
-                .get(format!("{url}/v1/tasks?limit=100{cursor}"))
-                .bearer_auth(key)
-                .send()
-                .await
-                .expect("list")
-                .json()
-                .await
-                .expect("list json");
+            let page = get_json(
+                client,
+                &format!("{url}/v1/tasks?limit=100{cursor}"),
+                Some(key),
+            )
+            .await;
             for t in page["data"].as_array().expect("data") {
                 out.insert(
                     t["id"].as_str().unwrap().to_owned(),
@@ -136,29 +133,19 @@ async fn kill_9_while_tasks_are_queued_and_running_loses_nothing_and_submits_not
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     for id in &ids {
-        let t: Value = client
-            .get(format!("{}/v1/tasks/{id}", server.url))
-            .bearer_auth(&keys[0])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let t = get_json(
+            &client,
+            &format!("{}/v1/tasks/{id}", server.url),
+            Some(&keys[0]),
+        )
+        .await;
         // Keys of other users see 404 here, which is fine; the list above
         // already covered every task of every user.
         if t["id"].is_string() {
             assert_eq!(t["attempts"], 1, "{t}");
         }
     }
-    let stats: Value = client
-        .get(format!("{}/_mock/stats", mock.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = get_json(&client, &format!("{}/_mock/stats", mock.url), None).await;
     assert_eq!(
         stats["submissions"], 200,
         "exactly one submission per task: {stats}"

@@ -100,3 +100,21 @@ pub(crate) fn create_key(cwd: &Path, extra: &[&str], user: &str) -> String {
     assert_eq!(code, 0, "keys create failed: {err}");
     out.trim().to_owned()
 }
+
+/// `GET url` with an optional bearer key, answered as JSON.
+pub(crate) async fn get_json(
+    client: &reqwest::Client,
+    url: &str,
+    key: Option<&str>,
+) -> serde_json::Value {
+    let mut req = client.get(url);
+    if let Some(key) = key {
+        req = req.bearer_auth(key);
+    }
+    req.send()
+        .await
+        .expect("request sent")
+        .json()
+        .await
+        .expect("a JSON answer")
+}
