@@ -8,6 +8,7 @@
 # Needs: wrk (apt-get install wrk), a release build (cargo build --release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 DURATION="${1:-10s}"
 CONNS="${2:-64}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
@@ -30,8 +31,7 @@ TOML
 KEY=$("$BIN" keys create --user bench --config "$WORK/gengate.toml" 2>/dev/null)
 "$BIN" serve --config "$WORK/gengate.toml" --listen 127.0.0.1:0 > "$WORK/out" 2>"$WORK/err" &
 PID=$!
-for _ in $(seq 100); do grep -q listening "$WORK/out" 2>/dev/null && break; sleep 0.1; done
-URL=$(grep -o 'http://[0-9.:]*' "$WORK/out" | head -1)
+URL=$(wait_url "$WORK/out")
 AUTH="Authorization: Bearer $KEY"
 
 # One finished, public task to read.
@@ -55,4 +55,4 @@ LIST=$(run "GET /v1/tasks?limit=20 (auth)" -H "$AUTH" "$URL/v1/tasks?limit=20")
 POST=$(run "POST /v1/tasks (durable)" -H "$AUTH" -s bench/create.lua "$URL/v1/tasks")
 ratio() { awk -v a="$1" -v b="$BASE" 'BEGIN {printf "%.1f%%", 100*a/b}'; }
 echo "ratios to GET /healthz: task $(ratio "$GET"), gallery $(ratio "$GAL"), list $(ratio "$LIST"), create $(ratio "$POST")" >&2
-echo "RSS after the run: $(awk '/VmRSS/ {print $2, $3}' /proc/$PID/status)" >&2
+echo "RSS after the run: $(rss $PID)" >&2

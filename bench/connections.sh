@@ -5,6 +5,7 @@
 #   bench/connections.sh [N]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 N="${1:-10000}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p gengate
@@ -14,13 +15,11 @@ WORK=$(mktemp -d)
 trap 'kill $GPID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 KEY=$("$BIN" keys create --user conn --data-dir "$WORK/data" 2>/dev/null)
 GENGATE_LOG__LEVEL=warn "$BIN" serve --data-dir "$WORK/data" --listen 127.0.0.1:0 > "$WORK/out" 2>"$WORK/err" & GPID=$!
-for _ in $(seq 100); do grep -q listening "$WORK/out" 2>/dev/null && break; sleep 0.05; done
-URL=$(grep -o 'http://[0-9.:]*' "$WORK/out" | head -1)
-rss() { awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' /proc/$GPID/status; }
-echo "idle: $(rss)"
+URL=$(wait_url "$WORK/out")
+echo "idle: $(rss $GPID)"
 # Measure only once the client reports every connection open.
 held() { for _ in $(seq 600); do grep -q held "$1" 2>/dev/null && break; sleep 0.1; done; cat "$1"; }
 python3 bench/hold.py "$URL/healthz" "$N" 15 > "$WORK/ka" & HP=$!
-held "$WORK/ka"; sleep 2; echo "$N keep-alive connections: $(rss)"; wait $HP
+held "$WORK/ka"; sleep 2; echo "$N keep-alive connections: $(rss $GPID)"; wait $HP
 python3 bench/hold.py "$URL/v1/events" "$N" 15 "$KEY" > "$WORK/sse" & HP=$!
-held "$WORK/sse"; sleep 2; echo "$N SSE streams: $(rss)"; wait $HP
+held "$WORK/sse"; sleep 2; echo "$N SSE streams: $(rss $GPID)"; wait $HP

@@ -5,6 +5,7 @@
 #   bench/inflight.sh [N] [POLL_MAX]        e.g. bench/inflight.sh 100000 30s
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 N="${1:-100000}"
 POLL_MAX="${2:-30s}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
@@ -14,7 +15,6 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 WORK=$(mktemp -d)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
-wait_url() { for _ in $(seq 200); do grep -q listening "$1" 2>/dev/null && break; sleep 0.05; done; grep -o 'http://[0-9.:]*' "$1" | head -1; }
 
 "$BIN" mock-provider --kind sim --listen 127.0.0.1:0 --latency 1800s --concurrency $((N * 2)) > "$WORK/mock.out" 2>/dev/null & MPID=$!; PIDS+=($MPID)
 MOCK=$(wait_url "$WORK/mock.out")
@@ -50,4 +50,4 @@ echo "polls: $(( (p1 - p0) / 30 ))/s"
 hz=$(getconf CLK_TCK)
 awk -v a="$t0" -v b="$t1" -v c="$m0" -v d="$m1" -v s="$s0" -v e="$s1" -v hz="$hz" \
   'BEGIN {printf "following them: gengate %.2f cores, mock provider %.2f cores (over %.0f s)\n", (b-a)/hz/(e-s), (d-c)/hz/(e-s), e-s}'
-echo "gengate RSS with $N in flight: $(awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' /proc/$GPID/status)"
+echo "gengate RSS with $N in flight: $(rss $GPID)"

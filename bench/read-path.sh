@@ -11,6 +11,7 @@
 # 3 Mbps link carries of each, and gengate's memory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 DURATION="${1:-10s}"
 CONNS="${2:-256}"
 SEED="${SEED_TASKS:-100000}"
@@ -25,7 +26,6 @@ PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-wait_url() { for _ in $(seq 200); do grep -q listening "$1" 2>/dev/null && break; sleep 0.05; done; grep -o 'http://[0-9.:]*' "$1" | head -1; }
 
 "$REF" 127.0.0.1:0 > "$WORK/ref.out" & PIDS+=($!)
 REF_URL=$(wait_url "$WORK/ref.out")
@@ -51,8 +51,7 @@ SQL
 "$BIN" serve --config "$WORK/gengate.toml" --listen 127.0.0.1:0 > "$WORK/g.out" 2> "$WORK/g.err" & GPID=$!; PIDS+=($GPID)
 URL=$(wait_url "$WORK/g.out")
 sleep 1
-rss() { awk '/VmRSS/ {printf "%.1f MB", $2 / 1024}' /proc/$GPID/status; }
-IDLE_RSS=$(rss)
+IDLE_RSS=$(rss $GPID)
 ID=$(printf 'tsk_%026d' $((SEED / 2)))
 AUTH="Authorization: Bearer $KEY"
 
@@ -91,4 +90,4 @@ for path in "/v1/tasks/$ID" "/v1/gallery?limit=20" "/v1/tasks?limit=20"; do
   done
 done
 echo >&2
-echo "RSS: idle $IDLE_RSS, after the run $(rss)" >&2
+echo "RSS: idle $IDLE_RSS, after the run $(rss $GPID)" >&2
