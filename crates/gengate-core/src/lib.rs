@@ -6,6 +6,7 @@
 
 pub mod id;
 pub mod lifecycle;
+pub mod mapping;
 pub mod model;
 pub mod policy;
 pub mod task;

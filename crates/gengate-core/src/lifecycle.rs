@@ -220,6 +220,7 @@ mod tests {
             url: "u".into(),
             content_type: "image/png".into(),
             bytes: None,
+            expires_at: None,
         };
         let (t, fx) = apply(&t, Event::Succeed { outputs: vec![out] }, 5).unwrap();
         assert_eq!(

@@ -97,6 +97,10 @@ pub struct Output {
     pub content_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// When the provider stops serving `url` (Unix ms), where it says so:
+    /// the media step must copy the file before then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 /// Why a task failed (or why its last attempt did).

@@ -16,6 +16,12 @@ pub fn rfc3339(ms: i64) -> String {
     )
 }
 
+/// The UTC calendar date of `secs` (Unix seconds) as `YYYY-MM-DD`.
+pub fn utc_date(secs: i64) -> String {
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian (year, month, day).
 /// Howard Hinnant's `civil_from_days`, exact for every `i64` day we can meet.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -41,5 +47,6 @@ mod tests {
         assert_eq!(rfc3339(951_782_400_123), "2000-02-29T00:00:00.123Z");
         assert_eq!(rfc3339(1_795_000_000_000), "2026-11-18T11:06:40.000Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(super::utc_date(1_551_113_065), "2019-02-25");
     }
 }

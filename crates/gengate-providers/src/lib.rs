@@ -12,9 +12,13 @@ use async_trait::async_trait;
 use gengate_core::{ModelKind, Output, TaskError};
 use serde_json::Value;
 
+pub mod hunyuan;
+pub mod kling;
 pub mod mock;
 pub mod render;
+pub mod runninghub;
 pub mod sim;
+mod wire;
 
 /// What the dispatcher hands a provider to submit.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +33,17 @@ pub struct SubmitRequest<'a> {
     pub kind: ModelKind,
     /// The validated input.
     pub input: &'a Value,
+    /// Which of the provider's operations runs this model, as configured
+    /// (`workflow`/`app` at RunningHub, `image`/`video` at Hunyuan,
+    /// `text2video`/`image2video`/`image` at Kling); `None` picks the
+    /// provider's default for `kind`.
+    pub endpoint: Option<&'a str>,
+    /// The provider-specific request fields: the model's configured template
+    /// rendered against `input` (see [`gengate_core::mapping`]). An object.
+    pub params: &'a Value,
+    /// Where the provider should post its callback for this task (it carries
+    /// a token that binds it to the task), when callbacks are in use.
+    pub callback_url: Option<&'a str>,
 }
 
 /// A task the dispatcher follows.
@@ -78,6 +93,16 @@ pub enum ProviderError {
     /// policy, unknown model). `code` is the provider's.
     #[error("provider rejected the request ({code}): {message}")]
     Rejected { code: String, message: String },
+    /// The account cannot pay for more work (out of balance, resource pack
+    /// used up, in arrears): stop dispatching to it until it recovers; the
+    /// task stays queued and no attempt is spent.
+    #[error("provider account cannot take work: {message}")]
+    AccountExhausted { code: String, message: String },
+    /// The provider refused our credentials (bad key, bad signature after a
+    /// fresh one, key not allowed): an operator must act. The task stays
+    /// queued; dispatching to the account pauses.
+    #[error("provider refused our credentials ({code}): {message}")]
+    Unauthorized { code: String, message: String },
     /// The provider does not know this task.
     #[error("provider does not know the task")]
     NotFound,
@@ -106,6 +131,51 @@ pub trait Provider: Send + Sync + 'static {
     /// `Err(Unsupported)` when the provider keeps no client reference.
     async fn find_by_reference(&self, _reference: &str) -> Result<Option<String>, ProviderError> {
         Err(ProviderError::Unsupported)
+    }
+
+    /// Whether this provider posts callbacks (so the dispatcher passes a
+    /// [`SubmitRequest::callback_url`] and polls only as a fallback).
+    fn supports_callbacks(&self) -> bool {
+        false
+    }
+
+    /// Reads an inbound callback body. Providers do not sign their
+    /// callbacks, so what it says is only a hint: the dispatcher confirms it
+    /// with [`Provider::poll`] before the task moves on.
+    ///
+    /// # Errors
+    /// [`ProviderError::Rejected`] when the body is not this provider's
+    /// callback; [`ProviderError::Unsupported`] when it sends none.
+    fn parse_callback(&self, _body: &[u8]) -> Result<CallbackHint, ProviderError> {
+        Err(ProviderError::Unsupported)
+    }
+
+    /// A cheap authenticated call that proves the credentials work (account
+    /// status, a list of one). `Err(Unsupported)` when there is none.
+    async fn check_account(&self) -> Result<(), ProviderError> {
+        Err(ProviderError::Unsupported)
+    }
+}
+
+/// What a provider callback claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackHint {
+    /// The provider's task id as the callback names it (bare: without any
+    /// prefix an adapter adds to the ids it hands the dispatcher).
+    pub provider_task_id: String,
+    /// Whether the callback says the task finished (success or failure).
+    pub finished: bool,
+}
+
+impl CallbackHint {
+    /// Whether the hint is about `stored`, the provider task id the
+    /// dispatcher keeps for the task. Adapters may store ids as
+    /// `family:id` (the operation family a query must use).
+    pub fn is_about(&self, stored: &str) -> bool {
+        stored == self.provider_task_id
+            || stored
+                .rsplit_once(':')
+                .is_some_and(|(_, bare)| bare == self.provider_task_id)
     }
 }
 

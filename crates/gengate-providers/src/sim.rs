@@ -238,6 +238,7 @@ impl Provider for InProcessSim {
                 url: format!("{}/sim/{file}", self.media_url),
                 content_type: content_type.to_owned(),
                 bytes: Some(bytes),
+                expires_at: None,
             }],
         })
     }

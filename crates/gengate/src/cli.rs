@@ -97,6 +97,12 @@ pub(crate) enum KeysCommand {
 pub(crate) enum MockKind {
     /// gengate's simulated provider protocol.
     Sim,
+    /// RunningHub's task API (apiKey in the body, HTTP 200 envelopes).
+    Runninghub,
+    /// Tencent Cloud Hunyuan image and video jobs (TC3-HMAC-SHA256).
+    Hunyuan,
+    /// Kling's video and image API (HS256 JWT bearer tokens).
+    Kling,
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +123,34 @@ pub(crate) struct MockArgs {
     /// with 429 like a real provider's account limit.
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..))]
     pub(crate) concurrency: u32,
+    /// The credentials the mock accepts: the RunningHub apiKey, the Tencent
+    /// SecretId:SecretKey, or the Kling AccessKey:SecretKey. Required for
+    /// every kind but sim.
+    #[arg(long, value_name = "C", required_if_eq_any = [("kind", "runninghub"), ("kind", "hunyuan"), ("kind", "kling")])]
+    pub(crate) credentials: Option<String>,
+    /// Share of callbacks (webhooks) never sent, 0 to 1.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
+    pub(crate) drop_webhooks: f64,
+    /// Share of API answers held back for --slow-delay after the request took
+    /// effect, 0 to 1.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
+    pub(crate) slow: f64,
+    /// How long a slow answer is held back.
+    #[arg(long, value_name = "DURATION", default_value = "35s", value_parser = parse_duration)]
+    pub(crate) slow_delay: Duration,
+    /// Share of API answers replaced by an HTML page with status 200, 0 to 1.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
+    pub(crate) garbage: f64,
+    /// Share of API requests answered 502 without taking effect, 0 to 1.
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
+    pub(crate) error_rate: f64,
+    /// Output URLs stop working this long after their job finished.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) url_ttl: Option<Duration>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    gengate_core::units::parse_duration(s)
 }
 
 fn parse_latency(s: &str) -> Result<(Duration, Duration), String> {

@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use clap::Parser;
 use gengate_core::Role;
 use gengate_core::time::rfc3339;
-use gengate_providers::mock::{self, MockConfig};
+use gengate_providers::mock::{self, Faults, MockConfig};
 use gengate_providers::sim::Behavior;
 use gengate_server::config::{Config, LogFormat, ProcessEnv};
 use gengate_server::{app, keys, now_ms};
@@ -203,15 +203,25 @@ async fn mock_provider(args: cli::MockArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    let cfg = MockConfig {
-        behavior: Behavior {
-            latency_min: args.latency.0,
-            latency_max: args.latency.1,
-            fail_rate: args.fail_rate,
-        },
-        concurrency: args.concurrency as usize,
-        public_url: format!("http://{addr}"),
+    let behavior = Behavior {
+        latency_min: args.latency.0,
+        latency_max: args.latency.1,
+        fail_rate: args.fail_rate,
     };
+    let mut cfg = MockConfig::new(
+        behavior,
+        args.concurrency as usize,
+        &format!("http://{addr}"),
+        args.credentials.as_deref().unwrap_or(""),
+    );
+    cfg.faults = Faults {
+        drop_webhooks: args.drop_webhooks,
+        slow_rate: args.slow,
+        slow_delay: args.slow_delay,
+        garbage_rate: args.garbage,
+        error_rate: args.error_rate,
+    };
+    cfg.url_ttl = args.url_ttl;
     let shutdown = CancellationToken::new();
     tokio::spawn({
         let shutdown = shutdown.clone();
@@ -220,10 +230,15 @@ async fn mock_provider(args: cli::MockArgs) -> anyhow::Result<()> {
             shutdown.cancel();
         }
     });
-    let MockKind::Sim = args.kind;
-    tracing::info!(address = %addr, "mock provider (sim) listening on http://{addr}");
-    println!("mock-provider sim listening on http://{addr}");
-    mock::serve_sim(listener, cfg, shutdown)
+    let (kind, name) = match args.kind {
+        MockKind::Sim => (mock::MockKind::Sim, "sim"),
+        MockKind::Runninghub => (mock::MockKind::Runninghub, "runninghub"),
+        MockKind::Hunyuan => (mock::MockKind::Hunyuan, "hunyuan"),
+        MockKind::Kling => (mock::MockKind::Kling, "kling"),
+    };
+    tracing::info!(address = %addr, "mock provider ({name}) listening on http://{addr}");
+    println!("mock-provider {name} listening on http://{addr}");
+    mock::serve(kind, listener, cfg, shutdown)
         .await
         .context("mock provider failed")?;
     Ok(())

@@ -698,6 +698,9 @@ impl Dispatcher {
             model: &task.model,
             kind: model.kind,
             input: &task.input,
+            endpoint: None,
+            params: &serde_json::Value::Null,
+            callback_url: None,
         };
         let result = lane.provider.submit(req).await;
         self.after_submit(lane, task, result).await;

@@ -27,15 +27,12 @@ async fn spawn_mock(concurrency: usize, latency_ms: u64) -> Mock {
 async fn spawn_failing_mock(concurrency: usize, latency_ms: u64, fail_rate: f64) -> Mock {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let cfg = MockConfig {
-        behavior: Behavior {
-            latency_min: Duration::from_millis(latency_ms),
-            latency_max: Duration::from_millis(latency_ms * 2),
-            fail_rate,
-        },
-        concurrency,
-        public_url: url.clone(),
+    let behavior = Behavior {
+        latency_min: Duration::from_millis(latency_ms),
+        latency_max: Duration::from_millis(latency_ms * 2),
+        fail_rate,
     };
+    let cfg = MockConfig::new(behavior, concurrency, &url, "");
     let stop = CancellationToken::new();
     tokio::spawn(serve_sim(listener, cfg, stop.clone()));
     Mock {

@@ -1,7 +1,5 @@
-//! Mock providers: HTTP servers that behave like a provider account, for tests
-//! and capacity runs (`gengate mock-provider`). Each keeps a ledger at
-//! `GET /_mock/stats` so a test can prove that no task was submitted twice and
-//! that the account's concurrency limit held.
+//! The `sim` mock: gengate's own simple protocol, for tests and capacity
+//! runs that need a provider over HTTP without any provider's quirks.
 //!
 //! The `sim` wire protocol (JSON):
 //! - `POST /v1/jobs` `{model, kind: "image"|"video", input, external_id?}` →
@@ -28,18 +26,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use super::MockConfig;
 use crate::render;
-use crate::sim::{Behavior, media_file, now_ms, prompt_of};
-
-/// A mock account's settings.
-#[derive(Debug, Clone)]
-pub struct MockConfig {
-    pub behavior: Behavior,
-    /// Jobs the account may have unfinished at once.
-    pub concurrency: usize,
-    /// Base URL clients use to reach this server (for output URLs).
-    pub public_url: String,
-}
+use crate::sim::{media_file, now_ms, prompt_of};
 
 #[derive(Debug, Clone)]
 struct Job {

@@ -1,0 +1,1 @@
+//! The hunyuan adapter (to be written).

@@ -1,0 +1,1 @@
+//! The kling adapter (to be written).

@@ -1,0 +1,1 @@
+//! The runninghub adapter (to be written).

@@ -1,0 +1,1 @@
+//! hunyuan adapter against its mock (to be written).

@@ -1,0 +1,1 @@
+//! kling adapter against its mock (to be written).

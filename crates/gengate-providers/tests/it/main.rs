@@ -1,0 +1,5 @@
+//! Each adapter against its wire-compatible mock, over real HTTP on loopback.
+
+mod hunyuan;
+mod kling;
+mod runninghub;

@@ -1,0 +1,1 @@
+//! runninghub adapter against its mock (to be written).
