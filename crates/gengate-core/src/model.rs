@@ -74,6 +74,14 @@ pub struct ModelSpec {
     /// The ETA used before any latency has been observed.
     pub expected_seconds: f64,
     pub fields: BTreeMap<String, FieldSpec>,
+    /// The provider operation that runs it (`None`: the provider's default
+    /// for `kind`).
+    pub endpoint: Option<String>,
+    /// The provider request template (see [`crate::mapping`]).
+    pub params: Value,
+    /// A second provider account that runs the model while the first one's
+    /// circuit is open.
+    pub failover: Option<String>,
 }
 
 /// An input that does not satisfy the model's schema.
@@ -316,6 +324,9 @@ mod tests {
             deadline_ms: 60_000,
             expected_seconds: 5.0,
             fields,
+            endpoint: None,
+            params: Value::Null,
+            failover: None,
         }
     }
 

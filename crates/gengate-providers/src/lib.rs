@@ -126,11 +126,21 @@ pub trait Provider: Send + Sync + 'static {
     /// Asks the provider to stop a task. Best effort.
     async fn cancel(&self, task: FollowRef<'_>) -> Result<(), ProviderError>;
 
-    /// Finds the provider task submitted with `reference` (see
+    /// Finds the provider task made by the submission `req` (by its
     /// [`SubmitRequest::reference`]), for a submission whose answer was lost.
+    /// `Ok(None)` when the provider certainly has no such task.
     /// `Err(Unsupported)` when the provider keeps no client reference.
-    async fn find_by_reference(&self, _reference: &str) -> Result<Option<String>, ProviderError> {
+    async fn find_by_reference(
+        &self,
+        _req: SubmitRequest<'_>,
+    ) -> Result<Option<String>, ProviderError> {
         Err(ProviderError::Unsupported)
+    }
+
+    /// Account slots a submission holds while it runs (a Kling image job
+    /// holds one per image asked for).
+    fn slots(&self, _req: &SubmitRequest<'_>) -> usize {
+        1
     }
 
     /// Whether this provider posts callbacks (so the dispatcher passes a

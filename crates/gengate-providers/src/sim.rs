@@ -443,7 +443,11 @@ impl Provider for HttpSim {
         }
     }
 
-    async fn find_by_reference(&self, reference: &str) -> Result<Option<String>, ProviderError> {
+    async fn find_by_reference(
+        &self,
+        req: SubmitRequest<'_>,
+    ) -> Result<Option<String>, ProviderError> {
+        let reference = req.reference;
         let resp = self
             .client
             .get(format!("{}/v1/jobs", self.base_url))

@@ -632,6 +632,9 @@ impl Config {
                 deadline_ms: m.deadline.0.as_millis() as i64,
                 expected_seconds: m.expected.0.as_secs_f64(),
                 fields: m.input.clone(),
+                endpoint: None,
+                params: serde_json::Value::Null,
+                failover: None,
             })
             .collect()
     }

@@ -11,7 +11,7 @@
 //! output files (rendered from the prompt, with expiring URLs), and the
 //! callback sender.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -190,6 +190,9 @@ pub(crate) struct Ledger {
     pub(crate) auth_failures: u64,
     peak_slots: usize,
     next_id: u64,
+    /// Errors a test asked for (`POST /_mock/inject`), in the provider's own
+    /// terms (its error code), answered to the next submissions in order.
+    forced: VecDeque<String>,
 }
 
 impl Ledger {
@@ -244,6 +247,11 @@ impl Ledger {
             self.active_slots -= slots;
         }
         true
+    }
+
+    /// The next error a test injected, if any: the provider's error code.
+    pub(crate) fn take_forced(&mut self) -> Option<String> {
+        self.forced.pop_front()
     }
 
     pub(crate) fn in_flight(&mut self, now: i64) -> usize {
@@ -421,6 +429,45 @@ async fn file(
 
 async fn stats(State(account): State<SharedAccount>) -> Json<Value> {
     Json(account.stats())
+}
+
+/// `GET /_mock/jobs`: every job with the request that made it, oldest
+/// first, so tests can check what an adapter sent.
+async fn jobs(State(account): State<SharedAccount>) -> Json<Value> {
+    let l = account.ledger();
+    let mut jobs: Vec<&Job> = l.jobs.values().collect();
+    jobs.sort_by_key(|j| (j.start_ms, j.id.clone()));
+    Json(Value::Array(
+        jobs.into_iter()
+            .map(|j| {
+                json!({"id": j.id, "external_id": j.external_id, "family": j.family,
+                       "request": j.request, "canceled": j.canceled_at.is_some()})
+            })
+            .collect(),
+    ))
+}
+
+#[derive(Deserialize)]
+struct Inject {
+    /// The provider's error code, e.g. `1303`, `421` or
+    /// `RequestLimitExceeded.JobNumExceed`.
+    code: String,
+    #[serde(default = "one")]
+    count: usize,
+}
+
+fn one() -> usize {
+    1
+}
+
+/// `POST /_mock/inject {"code": …, "count": N}`: the next N submissions are
+/// answered with that provider error, in the provider's own shape.
+async fn inject(State(account): State<SharedAccount>, Json(req): Json<Inject>) -> StatusCode {
+    let mut l = account.ledger();
+    for _ in 0..req.count {
+        l.forced.push_back(req.code.clone());
+    }
+    StatusCode::NO_CONTENT
 }
 
 /// Fault injection in front of a mock's API routes.

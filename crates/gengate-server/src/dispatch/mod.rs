@@ -691,17 +691,8 @@ impl Dispatcher {
             .await;
             return;
         };
-        let reference = submission_reference(&task);
-        let req = SubmitRequest {
-            task_id: &task.id,
-            reference: &reference,
-            model: &task.model,
-            kind: model.kind,
-            input: &task.input,
-            endpoint: None,
-            params: &serde_json::Value::Null,
-            callback_url: None,
-        };
+        let submission = Submission::new(&task, model);
+        let req = submission.request(&task);
         let result = lane.provider.submit(req).await;
         self.after_submit(lane, task, result).await;
     }
@@ -785,13 +776,35 @@ impl Dispatcher {
     /// submitting it twice where the provider lets us look it up.
     async fn reconcile(&self, lane: &Arc<Lane>, task: Task) {
         let id = task.id.clone();
-        let reference = submission_reference(&task);
+        let Some(model) = self.inner.models.get(&task.model) else {
+            let error = TaskError::new(
+                "model_not_configured",
+                format!(
+                    "model {} is no longer configured; its submission cannot be looked up",
+                    task.model
+                ),
+                false,
+            );
+            self.transition_retrying(&id, Some(task), |t| {
+                (t.status == Status::Submitting).then(|| Event::Fail {
+                    error: error.clone(),
+                    retry_at: 0,
+                })
+            })
+            .await;
+            return;
+        };
+        let submission = Submission::new(&task, model);
         let mut delay = Duration::from_millis(500);
         // Lookups left once the task is no longer ours to settle (canceled or
         // expired meanwhile): enough to find and stop a job the provider has.
         let mut after_settled = 3;
         let event = loop {
-            match lane.provider.find_by_reference(&reference).await {
+            match lane
+                .provider
+                .find_by_reference(submission.request(&task))
+                .await
+            {
                 Ok(Some(pid)) => {
                     info!(task.id = %id, provider_task_id = %pid, "task {id} found at {} by reference", lane.name);
                     return self.store_acceptance(lane, task, pid).await;
@@ -1079,10 +1092,41 @@ impl Dispatcher {
     }
 }
 
-/// The client reference a submission carries: one per attempt, so a retry
-/// is a new job at the provider while a lost answer can still be looked up.
-fn submission_reference(task: &Task) -> String {
-    format!("{}.{}", task.id, task.attempts)
+/// What one submission of a task sends, owned so that a lost answer can be
+/// looked up with exactly what was sent.
+struct Submission {
+    /// The client reference: one per attempt, so a retry is a new job at the
+    /// provider while a lost answer can still be looked up.
+    reference: String,
+    kind: gengate_core::ModelKind,
+    endpoint: Option<String>,
+    params: serde_json::Value,
+    callback_url: Option<String>,
+}
+
+impl Submission {
+    fn new(task: &Task, model: &ModelSpec) -> Self {
+        Self {
+            reference: format!("{}.{}", task.id, task.attempts),
+            kind: model.kind,
+            endpoint: model.endpoint.clone(),
+            params: gengate_core::mapping::render(&model.params, &task.input),
+            callback_url: None,
+        }
+    }
+
+    fn request<'a>(&'a self, task: &'a Task) -> SubmitRequest<'a> {
+        SubmitRequest {
+            task_id: &task.id,
+            reference: &self.reference,
+            model: &task.model,
+            kind: self.kind,
+            input: &task.input,
+            endpoint: self.endpoint.as_deref(),
+            params: &self.params,
+            callback_url: self.callback_url.as_deref(),
+        }
+    }
 }
 
 fn entry_of(task: &Task) -> QueueEntry {
@@ -1112,6 +1156,18 @@ fn classify_failure(e: &ProviderError) -> (&'static str, TaskError) {
         ProviderError::Rejected { code, message } => (
             "rejected",
             TaskError::new("provider_rejected", format!("{code}: {message}"), false),
+        ),
+        ProviderError::AccountExhausted { code, message } => (
+            "account_exhausted",
+            TaskError::new(
+                "provider_account_exhausted",
+                format!("{code}: {message}"),
+                true,
+            ),
+        ),
+        ProviderError::Unauthorized { code, message } => (
+            "unauthorized",
+            TaskError::new("provider_unauthorized", format!("{code}: {message}"), true),
         ),
         ProviderError::NotFound => (
             "not_found",
