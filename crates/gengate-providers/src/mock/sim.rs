@@ -10,10 +10,7 @@
 //!   progress, outputs:[{url, content_type, bytes}], error:{code,message,retryable}|null}`.
 //! - `GET /v1/jobs?external_id=…` → `{"jobs":[job…]}`.
 //! - `POST /v1/jobs/{id}/cancel` → job.
-//! - `GET /files/{id}.{png|avi}` → the output file, rendered from the prompt.
-
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+//! - `GET /files/{id}-0.{png|avi}` → the output file, rendered from the prompt.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -26,96 +23,32 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::MockConfig;
-use crate::render;
-use crate::sim::{media_file, now_ms, prompt_of};
+use super::{Account, Job, MockConfig, Phase, SharedAccount, with_common_routes};
+use crate::sim::now_ms;
 
-#[derive(Debug, Clone)]
-struct Job {
-    id: String,
-    external_id: Option<String>,
-    kind: ModelKind,
-    seed: u64,
-    caption: String,
-    input: Value,
-    start_ms: i64,
-    done_ms: i64,
-    fails: bool,
-    canceled: bool,
-}
-
-impl Job {
-    fn finished(&self, now: i64) -> bool {
-        self.canceled || now >= self.done_ms
-    }
-
-    fn status(&self, now: i64) -> &'static str {
-        if self.canceled {
-            "canceled"
-        } else if now >= self.done_ms {
-            if self.fails { "failed" } else { "succeeded" }
-        } else if (now - self.start_ms) * 10 < (self.done_ms - self.start_ms) {
-            "queued"
-        } else {
-            "running"
-        }
-    }
-}
-
-#[derive(Default)]
-struct Ledger {
-    jobs: HashMap<String, Job>,
-    by_external: HashMap<String, String>,
-    /// Unfinished jobs by end time, to count in-flight jobs cheaply.
-    active: BTreeMap<(i64, String), ()>,
-    submissions: u64,
-    refused: u64,
-    /// Submissions refused because their `external_id` was taken: a client
-    /// that resubmits what the provider already has.
-    duplicates: u64,
-    /// Status queries received (`GET /v1/jobs/{id}`).
-    polls: u64,
-    peak: usize,
-    next_id: u64,
-}
-
-impl Ledger {
-    fn expire(&mut self, now: i64) {
-        while let Some(((done, _), ())) = self.active.first_key_value() {
-            if *done > now {
-                break;
-            }
-            self.active.pop_first();
-        }
-    }
-}
-
-#[derive(Clone)]
-struct Mock {
-    cfg: Arc<MockConfig>,
-    ledger: Arc<Mutex<Ledger>>,
-}
-
-impl Mock {
-    fn job_json(&self, job: &Job, now: i64) -> Value {
-        let status = job.status(now);
-        let span = (job.done_ms - job.start_ms).max(1) as f64;
-        let progress = ((now - job.start_ms) as f64 / span).clamp(0.0, 1.0);
-        let outputs = if status == "succeeded" {
-            let (ext, ct) = match job.kind {
-                ModelKind::Image => ("png", "image/png"),
-                ModelKind::Video => ("avi", "video/x-msvideo"),
-            };
-            json!([{"url": format!("{}/files/{}.{ext}", self.cfg.public_url, job.id), "content_type": ct}])
-        } else {
-            json!([])
+fn job_json(account: &Account, job: &Job, now: i64) -> Value {
+    let phase = job.phase(now);
+    let status = match phase {
+        Phase::Queued => "queued",
+        Phase::Running => "running",
+        Phase::Succeeded => "succeeded",
+        Phase::Failed => "failed",
+        Phase::Canceled => "canceled",
+    };
+    let outputs = if phase == Phase::Succeeded {
+        let ct = match job.kind {
+            ModelKind::Image => "image/png",
+            ModelKind::Video => "video/x-msvideo",
         };
-        let error = (status == "failed").then(|| {
-            json!({"code": "worker_failed", "message": "simulated worker failure", "retryable": true})
-        });
-        json!({"id": job.id, "status": status, "progress": progress, "outputs": outputs, "error": error,
-               "external_id": job.external_id})
-    }
+        json!([{"url": account.output_url(job, 0), "content_type": ct}])
+    } else {
+        json!([])
+    };
+    let error = (phase == Phase::Failed).then(|| {
+        json!({"code": "worker_failed", "message": "simulated worker failure", "retryable": true})
+    });
+    json!({"id": job.id, "status": status, "progress": job.progress(now), "outputs": outputs,
+           "error": error, "external_id": job.external_id})
 }
 
 fn error(status: StatusCode, code: &str, message: &str) -> Response {
@@ -136,7 +69,7 @@ struct SubmitBody {
 }
 
 async fn submit(
-    State(m): State<Mock>,
+    State(account): State<SharedAccount>,
     body: Result<Json<SubmitBody>, axum::extract::rejection::JsonRejection>,
 ) -> Response {
     let Ok(Json(body)) = body else {
@@ -165,7 +98,7 @@ async fn submit(
         );
     }
     let now = now_ms();
-    let mut l = m.ledger.lock().expect("mock ledger lock");
+    let mut l = account.ledger();
     if let Some(id) = body
         .external_id
         .as_ref()
@@ -179,9 +112,7 @@ async fn submit(
         )
             .into_response();
     }
-    l.expire(now);
-    if l.active.len() >= m.cfg.concurrency {
-        l.refused += 1;
+    if !l.admit(now, 1, account.cfg.concurrency) {
         drop(l);
         let mut resp = error(
             StatusCode::TOO_MANY_REQUESTS,
@@ -192,36 +123,20 @@ async fn submit(
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         return resp;
     }
-    let (latency, fails) = m.cfg.behavior.draw(&mut rand::thread_rng());
-    l.next_id += 1;
-    let job = Job {
-        id: format!("job_{}", l.next_id),
-        external_id: body.external_id,
-        kind,
-        seed: render::seed_from_prompt(prompt_of(&body.input)),
-        caption: prompt_of(&body.input).to_owned(),
-        input: body.input.clone(),
-        start_ms: now,
-        done_ms: now + latency.as_millis() as i64,
-        fails,
-        canceled: false,
-    };
-    l.submissions += 1;
-    l.active.insert((job.done_ms, job.id.clone()), ());
-    l.peak = l.peak.max(l.active.len());
-    if let Some(ext) = &job.external_id {
-        l.by_external.insert(ext.clone(), job.id.clone());
-    }
-    let out = m.job_json(&job, now);
-    l.jobs.insert(job.id.clone(), job);
+    let id = l.next_id(|n| format!("job_{n}"));
+    let request = json!({"model": body.model, "kind": body.kind, "input": body.input, "external_id": body.external_id});
+    let mut job = account.draw_job(id, kind, &body.kind, body.input, request, now);
+    job.external_id = body.external_id;
+    let out = job_json(&account, &job, now);
+    l.add(job);
     (StatusCode::CREATED, Json(out)).into_response()
 }
 
-async fn get_job(State(m): State<Mock>, Path(id): Path<String>) -> Response {
-    let mut l = m.ledger.lock().expect("mock ledger lock");
+async fn get_job(State(account): State<SharedAccount>, Path(id): Path<String>) -> Response {
+    let mut l = account.ledger();
     l.polls += 1;
     match l.jobs.get(&id) {
-        Some(job) => Json(m.job_json(job, now_ms())).into_response(),
+        Some(job) => Json(job_json(&account, job, now_ms())).into_response(),
         None => error(StatusCode::NOT_FOUND, "not_found", "no such job"),
     }
 }
@@ -231,96 +146,37 @@ struct ListQuery {
     external_id: Option<String>,
 }
 
-async fn list_jobs(State(m): State<Mock>, Query(q): Query<ListQuery>) -> Response {
-    let l = m.ledger.lock().expect("mock ledger lock");
+async fn list_jobs(State(account): State<SharedAccount>, Query(q): Query<ListQuery>) -> Response {
+    let l = account.ledger();
     let now = now_ms();
-    let jobs: Vec<Value> = match q.external_id {
-        Some(ext) => l
-            .by_external
-            .get(&ext)
-            .and_then(|id| l.jobs.get(id))
-            .map(|j| m.job_json(j, now))
-            .into_iter()
-            .collect(),
-        None => Vec::new(),
-    };
+    let jobs: Vec<Value> = q
+        .external_id
+        .and_then(|ext| l.by_external.get(&ext))
+        .and_then(|id| l.jobs.get(id))
+        .map(|j| job_json(&account, j, now))
+        .into_iter()
+        .collect();
     Json(json!({"jobs": jobs})).into_response()
 }
 
-async fn cancel_job(State(m): State<Mock>, Path(id): Path<String>) -> Response {
-    let mut l = m.ledger.lock().expect("mock ledger lock");
+async fn cancel_job(State(account): State<SharedAccount>, Path(id): Path<String>) -> Response {
+    let mut l = account.ledger();
     let now = now_ms();
-    let Some(job) = l.jobs.get_mut(&id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such job");
-    };
-    if !job.finished(now) {
-        job.canceled = true;
-        let key = (job.done_ms, job.id.clone());
-        l.active.remove(&key);
+    l.cancel(&id, now);
+    match l.jobs.get(&id) {
+        Some(job) => Json(job_json(&account, job, now)).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", "no such job"),
     }
-    let job = l.jobs.get(&id).cloned();
-    drop(l);
-    job.map_or_else(
-        || error(StatusCode::NOT_FOUND, "not_found", "no such job"),
-        |j| Json(m.job_json(&j, now)).into_response(),
-    )
-}
-
-async fn file(State(m): State<Mock>, Path(name): Path<String>) -> Response {
-    let id = name.rsplit_once('.').map_or(name.as_str(), |(id, _)| id);
-    let job = m
-        .ledger
-        .lock()
-        .expect("mock ledger lock")
-        .jobs
-        .get(id)
-        .cloned();
-    let Some(job) = job.filter(|j| j.status(now_ms()) == "succeeded") else {
-        return error(StatusCode::NOT_FOUND, "not_found", "no such file");
-    };
-    let rendered = tokio::task::spawn_blocking(move || {
-        media_file(job.kind, job.seed, &job.caption, &job.input)
-    })
-    .await;
-    match rendered {
-        Ok((bytes, _, content_type)) => {
-            ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
-        }
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "render_failed",
-            "rendering failed",
-        ),
-    }
-}
-
-async fn stats(State(m): State<Mock>) -> Json<Value> {
-    let mut l = m.ledger.lock().expect("mock ledger lock");
-    l.expire(now_ms());
-    Json(json!({
-        "submissions": l.submissions,
-        "in_flight": l.active.len(),
-        "peak_concurrency": l.peak,
-        "refused": l.refused,
-        "duplicates": l.duplicates,
-        "polls": l.polls,
-        "concurrency_limit": m.cfg.concurrency,
-    }))
 }
 
 /// The mock's HTTP routes.
 pub fn sim_router(cfg: MockConfig) -> Router {
-    let mock = Mock {
-        cfg: Arc::new(cfg),
-        ledger: Arc::default(),
-    };
-    Router::new()
+    let account = Account::new(cfg);
+    let api = Router::new()
         .route("/v1/jobs", post(submit).get(list_jobs))
         .route("/v1/jobs/{id}", get(get_job))
-        .route("/v1/jobs/{id}/cancel", post(cancel_job))
-        .route("/files/{name}", get(file))
-        .route("/_mock/stats", get(stats))
-        .with_state(mock)
+        .route("/v1/jobs/{id}/cancel", post(cancel_job));
+    with_common_routes(api, account)
 }
 
 /// Serves the sim mock on `listener` until `shutdown` fires.
