@@ -159,10 +159,18 @@ impl Job {
     }
 
     /// When the job moves from queued to running.
+    #[allow(
+        dead_code,
+        reason = "for mocks that announce the running transition; not every provider does"
+    )]
     pub(crate) fn running_at(&self) -> i64 {
         self.start_ms + (self.done_ms - self.start_ms + 9) / 10
     }
 
+    #[allow(
+        dead_code,
+        reason = "for mocks whose provider reports progress; not every provider does"
+    )]
     pub(crate) fn progress(&self, now: i64) -> f64 {
         let span = (self.done_ms - self.start_ms).max(1) as f64;
         ((now - self.start_ms) as f64 / span).clamp(0.0, 1.0)
@@ -505,7 +513,7 @@ async fn faults(State(account): State<SharedAccount>, req: Request, next: Next) 
 }
 
 /// Wraps a mock's API routes with fault injection and adds the shared
-/// routes (`/files/…`, `/_mock/stats`).
+/// routes (`/files/…`, `/_mock/stats`, `/_mock/jobs`, `/_mock/inject`).
 pub(crate) fn with_common_routes(api: Router<SharedAccount>, account: SharedAccount) -> Router {
     api.layer(axum::middleware::from_fn_with_state(
         account.clone(),
@@ -513,6 +521,8 @@ pub(crate) fn with_common_routes(api: Router<SharedAccount>, account: SharedAcco
     ))
     .route("/files/{name}", get(file))
     .route("/_mock/stats", get(stats))
+    .route("/_mock/jobs", get(jobs))
+    .route("/_mock/inject", axum::routing::post(inject))
     .with_state(account)
 }
 
