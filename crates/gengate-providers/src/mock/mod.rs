@@ -138,6 +138,10 @@ pub(crate) struct Job {
     pub(crate) slots: usize,
     /// Outputs it makes when it succeeds.
     pub(crate) outputs: usize,
+    #[allow(
+        dead_code,
+        reason = "for mocks whose provider posts callbacks; not every provider does"
+    )]
     pub(crate) callback_url: Option<String>,
 }
 
@@ -243,6 +247,10 @@ impl Ledger {
     }
 
     /// Cancels an unfinished job; `false` when it had finished already.
+    #[allow(
+        dead_code,
+        reason = "for mocks whose provider has a cancel; not every provider does"
+    )]
     pub(crate) fn cancel(&mut self, id: &str, now: i64) -> bool {
         let Some(job) = self.jobs.get_mut(id) else {
             return false;
@@ -343,6 +351,10 @@ impl Account {
     /// Posts `body` to `url` at `at_ms` unless the job was canceled by then
     /// (or the callback is dropped by fault injection). `body` is built at
     /// send time from the job as it is then.
+    #[allow(
+        dead_code,
+        reason = "for mocks whose provider posts callbacks; not every provider does"
+    )]
     pub(crate) fn post_at(
         self: &Arc<Self>,
         job_id: String,
