@@ -346,10 +346,12 @@ struct ImageJob {
     job_error_code: Option<String>,
     #[serde(default)]
     job_error_msg: Option<String>,
+    /// The SDK types these as arrays of nullable strings, and the arrays
+    /// themselves may be null.
     #[serde(default)]
-    result_image: Vec<String>,
+    result_image: Option<Vec<Option<String>>>,
     #[serde(default)]
-    result_details: Vec<String>,
+    result_details: Option<Vec<Option<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -690,24 +692,38 @@ fn image_state(job: ImageJob, now_ms: i64) -> Result<JobState, ProviderError> {
         Some("2") => Ok(JobState::Pending { progress: 0.5 }),
         Some("4") => Ok(job_failed(job.job_error_code, job.job_error_msg)),
         Some("5") => {
-            // `ResultDetails` says per image "Success" or why it is missing;
-            // keep only URLs that are there and not marked otherwise.
-            let outputs: Vec<Output> = job
+            let images: Vec<String> = job
                 .result_image
+                .unwrap_or_default()
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect();
+            let details: Vec<String> = job
+                .result_details
+                .unwrap_or_default()
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect();
+            // `ResultDetails` says per image "Success" or why it is missing.
+            // Whether `ResultImage` keeps a place for a missing image is not
+            // documented: only when both arrays are as long is a detail
+            // taken to speak for the URL at its index; otherwise every URL
+            // given is kept.
+            let aligned = images.len() == details.len();
+            let outputs: Vec<Output> = images
                 .iter()
                 .enumerate()
                 .filter(|(i, url)| {
                     !url.is_empty()
-                        && job
-                            .result_details
-                            .get(*i)
-                            .is_none_or(|d| d.is_empty() || d == "Success")
+                        && (!aligned
+                            || details
+                                .get(*i)
+                                .is_none_or(|d| matches!(d.as_str(), "" | "Success")))
                 })
                 .map(|(_, url)| output(Family::Image, url, now_ms))
                 .collect();
             if outputs.is_empty() {
-                let reason = job
-                    .result_details
+                let reason = details
                     .iter()
                     .find(|d| !d.is_empty() && d.as_str() != "Success")
                     .cloned()
@@ -1042,6 +1058,44 @@ mod tests {
         assert_eq!(outputs[0].content_type, "image/jpeg");
         assert_eq!(outputs[1].content_type, "image/png");
         assert_eq!(outputs[0].expires_at, Some(1000 + 3_600_000));
+
+        // Only the URLs that made it, with a detail for every image asked
+        // for: the details cannot be matched to URLs, so all URLs are kept.
+        let compact = image_state(
+            job(
+                serde_json::json!({"JobStatusCode": "5", "ResultImage": ["https://x/b.png"],
+                "ResultDetails": ["blocked", "Success"], "JobErrorCode": null}),
+            ),
+            0,
+        );
+        assert!(
+            matches!(&compact, Ok(JobState::Succeeded { outputs }) if outputs.len() == 1),
+            "{compact:?}"
+        );
+        let nothing = image_state(
+            job(
+                serde_json::json!({"JobStatusCode": "5", "ResultImage": [null],
+                "ResultDetails": ["blocked"]}),
+            ),
+            0,
+        );
+        assert_eq!(
+            nothing,
+            Ok(JobState::Failed {
+                error: TaskError::new("provider_no_outputs", "blocked", true)
+            })
+        );
+        let null_arrays = image_state(
+            job(
+                serde_json::json!({"JobStatusCode": "5", "ResultImage": null,
+                "ResultDetails": null}),
+            ),
+            0,
+        );
+        assert!(
+            matches!(null_arrays, Ok(JobState::Failed { .. })),
+            "{null_arrays:?}"
+        );
     }
 
     #[test]
