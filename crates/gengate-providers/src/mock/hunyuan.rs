@@ -27,6 +27,7 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -153,7 +154,17 @@ fn missing(name: &str) -> TcError {
 }
 
 /// `POST /`: every action.
-async fn api(State(account): State<SharedAccount>, headers: HeaderMap, body: Bytes) -> Response {
+async fn api(
+    State(account): State<SharedAccount>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Ok(body) = body else {
+        return error((
+            "RequestSizeLimitExceeded".into(),
+            format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+        ));
+    };
     match handle(&account, &headers, &body) {
         Ok(fields) => answer(fields),
         Err(e) => error(e),
