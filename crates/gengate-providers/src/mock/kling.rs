@@ -583,13 +583,7 @@ pub fn router(cfg: MockConfig) -> Router {
     let api = api
         .fallback(|| async { error(1203, "Requested resource does not exist") })
         .method_not_allowed_fallback(|| async { error(1202, "Invalid request method") });
-    // The test controls (`/_mock/inject`, `/_mock/jobs`) sit outside fault
-    // injection, so a test can drive a mock whose every API answer fails.
-    let control = Router::new()
-        .route("/_mock/inject", post(super::inject))
-        .route("/_mock/jobs", get(super::jobs))
-        .with_state(account.clone());
-    with_common_routes(api, account).merge(control)
+    with_common_routes(api, account)
 }
 
 #[cfg(test)]
