@@ -837,3 +837,103 @@ async fn expired_output_urls_are_refused() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(mock.http.get(url).send().await.unwrap().status(), 403);
 }
+
+/// How a stand-in Kling answers `?external_task_id=` — the readings §3.4
+/// leaves open.
+#[derive(Clone, Copy)]
+enum Reading {
+    /// The parameter is ignored: the first page of the list comes back.
+    Ignored,
+    /// A filtered list (possibly empty).
+    Array,
+    /// One task, or 400 1201 when there is none.
+    Object,
+}
+
+/// A stand-in for Kling's list endpoint with `total` text→video tasks,
+/// newest first; the one at `ours` (if any) carries `ref-ours`.
+async fn spawn_list_stub(reading: Reading, total: usize, ours: Option<usize>) -> String {
+    use axum::extract::Query;
+    let task = move |i: usize| {
+        let ext = if Some(i) == ours {
+            "ref-ours".to_owned()
+        } else {
+            format!("ref-{i}")
+        };
+        json!({"task_id": format!("t{i}"), "task_status": "succeed", "task_info": {"external_task_id": ext}})
+    };
+    let app = axum::Router::new().route(
+        "/v1/videos/text2video",
+        axum::routing::get(move |Query(q): Query<HashMap<String, String>>| async move {
+            let page = |num: usize, size: usize| -> Vec<Value> {
+                ((num - 1) * size..(num * size).min(total)).map(task).collect()
+            };
+            let envelope = |data: Value| {
+                axum::Json(json!({"code": 0, "message": "SUCCEED", "request_id": "r", "data": data}))
+            };
+            let refused = || {
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    axum::Json(json!({"code": 1201, "message": "task not found", "request_id": "r", "data": null})),
+                )
+            };
+            use axum::response::IntoResponse;
+            match (q.get("external_task_id"), reading) {
+                (Some(_), Reading::Ignored) | (None, _) => {
+                    let num = q.get("pageNum").map_or(1, |v| v.parse().unwrap());
+                    let size = q.get("pageSize").map_or(30, |v| v.parse().unwrap());
+                    envelope(Value::Array(page(num, size))).into_response()
+                }
+                (Some(ext), Reading::Array) => envelope(Value::Array(
+                    (0..total).map(task).filter(|t| t["task_info"]["external_task_id"] == **ext).collect(),
+                ))
+                .into_response(),
+                (Some(ext), Reading::Object) => match (0..total)
+                    .map(task)
+                    .find(|t| t["task_info"]["external_task_id"] == **ext)
+                {
+                    Some(t) => envelope(t).into_response(),
+                    None => refused().into_response(),
+                },
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn lookups_by_reference_hold_under_every_reading_of_the_filter() {
+    let params = video_params("x");
+    let req = request("ref-ours", ModelKind::Video, None, &params, None);
+    let adapter = |url: String| {
+        let mut settings = KlingSettings::new(ACCESS_KEY, SECRET_KEY);
+        settings.base_url = url;
+        Kling::new("kling", settings).unwrap()
+    };
+    for reading in [Reading::Ignored, Reading::Array, Reading::Object] {
+        // Found on the second page of the list, whatever the filter did.
+        let kling = adapter(spawn_list_stub(reading, 1200, Some(700)).await);
+        assert_eq!(
+            kling.find_by_reference(req).await.unwrap().as_deref(),
+            Some("text2video:t700")
+        );
+        // Not there, and the list ended: certainly not submitted.
+        let kling = adapter(spawn_list_stub(reading, 1200, None).await);
+        assert_eq!(kling.find_by_reference(req).await.unwrap(), None);
+    }
+    // A list longer than the pages scanned: no verdict rather than a wrong one.
+    let kling = adapter(spawn_list_stub(Reading::Ignored, 6000, None).await);
+    assert!(matches!(
+        kling.find_by_reference(req).await,
+        Err(ProviderError::Transient(_))
+    ));
+    // Beyond the scanned pages, but the filter found it.
+    let kling = adapter(spawn_list_stub(Reading::Object, 6000, Some(5999)).await);
+    assert_eq!(
+        kling.find_by_reference(req).await.unwrap().as_deref(),
+        Some("text2video:t5999")
+    );
+}
