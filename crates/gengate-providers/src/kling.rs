@@ -302,7 +302,7 @@ impl Kling {
         }
     }
 
-    /// The newest page of `family`'s list, as an array of tasks.
+    /// Page `page` (from 1, newest first) of `family`'s task list.
     async fn list_page(
         &self,
         family: Family,
@@ -324,7 +324,8 @@ impl Kling {
             .await?;
         match data {
             Value::Array(items) => Ok(items),
-            Value::Null => Ok(Vec::new()),
+            // Not even `null` is read as "no tasks": a lookup that answers
+            // "none" makes the dispatcher submit again.
             _ => Err(ProviderError::Transient(
                 "kling task list is not an array".to_owned(),
             )),

@@ -449,8 +449,11 @@ async fn create(
         job.slots = slots;
         job.outputs = slots;
         job.callback_url = callback_url.clone();
+        // The create answer is the short form (§3.5): no status message.
         let mut data = task_json(&account, &job, now);
-        data.as_object_mut().map(|t| t.remove("task_status_msg"));
+        if let Some(task) = data.as_object_mut() {
+            task.remove("task_status_msg");
+        }
         let schedule = [job.start_ms, job.running_at(), job.done_ms];
         l.add(job);
         (id, data, schedule)
