@@ -251,7 +251,8 @@ async fn text_to_video_runs_from_submit_to_a_fetchable_output_that_lives_30_days
 
 #[tokio::test]
 async fn image_jobs_hold_n_slots_and_return_n_images() {
-    let mock = spawn_mock(3, (300, 400)).await;
+    // Long enough that the second submission surely meets the first running.
+    let mock = spawn_mock(3, (800, 900)).await;
     let kling = mock.adapter();
     let params =
         json!({"model_name": "kling-v2", "prompt": "three cats", "n": 3, "aspect_ratio": "1:1"});
@@ -819,7 +820,7 @@ async fn unreachable_provider_is_transient() {
 #[tokio::test]
 async fn expired_output_urls_are_refused() {
     let mock = spawn_mock_with(2, (100, 150), 0.0, |cfg| {
-        cfg.url_ttl = Some(Duration::from_millis(300));
+        cfg.url_ttl = Some(Duration::from_millis(1000));
     })
     .await;
     let kling = mock.adapter();
@@ -834,7 +835,7 @@ async fn expired_output_urls_are_refused() {
     };
     let url = &outputs[0].url;
     assert_eq!(mock.http.get(url).send().await.unwrap().status(), 200);
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(mock.http.get(url).send().await.unwrap().status(), 403);
 }
 
