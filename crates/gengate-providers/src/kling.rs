@@ -810,6 +810,10 @@ impl Provider for Kling {
             Some(data) if value.get("task_id").is_none() && data.is_object() => data,
             _ => &value,
         };
+        // (serde would read an array positionally into the struct)
+        if !task_value.is_object() {
+            return Err(refuse("not a JSON object"));
+        }
         let task = WireTask::deserialize(task_value).map_err(|_| refuse("not a task object"))?;
         let id = task
             .task_id

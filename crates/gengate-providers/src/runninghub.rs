@@ -828,8 +828,13 @@ impl Provider for RunningHub {
             code: "callback".to_owned(),
             message: format!("not a RunningHub callback: {why}"),
         };
-        let cb: WireCallback =
-            serde_json::from_slice(body).map_err(|_| not_ours("not a JSON object"))?;
+        // Through a Value: serde would read an array positionally into the
+        // struct.
+        let cb: WireCallback = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .filter(serde_json::Value::is_object)
+            .and_then(|v| WireCallback::deserialize(v).ok())
+            .ok_or_else(|| not_ours("not a JSON object"))?;
         let event = cb.event.ok_or_else(|| not_ours("no event"))?;
         let task_id = cb
             .task_id

@@ -138,10 +138,6 @@ pub(crate) struct Job {
     pub(crate) slots: usize,
     /// Outputs it makes when it succeeds.
     pub(crate) outputs: usize,
-    #[allow(
-        dead_code,
-        reason = "for mocks whose provider posts callbacks; not every provider does"
-    )]
     pub(crate) callback_url: Option<String>,
 }
 
@@ -163,18 +159,10 @@ impl Job {
     }
 
     /// When the job moves from queued to running.
-    #[allow(
-        dead_code,
-        reason = "for mocks that announce the running transition; not every provider does"
-    )]
     pub(crate) fn running_at(&self) -> i64 {
         self.start_ms + (self.done_ms - self.start_ms + 9) / 10
     }
 
-    #[allow(
-        dead_code,
-        reason = "for mocks whose provider reports progress; not every provider does"
-    )]
     pub(crate) fn progress(&self, now: i64) -> f64 {
         let span = (self.done_ms - self.start_ms).max(1) as f64;
         ((now - self.start_ms) as f64 / span).clamp(0.0, 1.0)
@@ -247,10 +235,6 @@ impl Ledger {
     }
 
     /// Cancels an unfinished job; `false` when it had finished already.
-    #[allow(
-        dead_code,
-        reason = "for mocks whose provider has a cancel; not every provider does"
-    )]
     pub(crate) fn cancel(&mut self, id: &str, now: i64) -> bool {
         let Some(job) = self.jobs.get_mut(id) else {
             return false;
@@ -351,10 +335,6 @@ impl Account {
     /// Posts `body` to `url` at `at_ms` unless the job was canceled by then
     /// (or the callback is dropped by fault injection). `body` is built at
     /// send time from the job as it is then.
-    #[allow(
-        dead_code,
-        reason = "for mocks whose provider posts callbacks; not every provider does"
-    )]
     pub(crate) fn post_at(
         self: &Arc<Self>,
         job_id: String,
