@@ -36,6 +36,9 @@ pub enum Event {
     Cancel,
     /// The task's deadline passed.
     Expire,
+    /// A queued task moves to another provider entry (failover while its
+    /// provider's circuit is open).
+    Reroute { provider: String },
 }
 
 impl Event {
@@ -50,6 +53,7 @@ impl Event {
             Event::Defer { .. } => "defer",
             Event::Cancel => "cancel",
             Event::Expire => "expire",
+            Event::Reroute { .. } => "reroute",
         }
     }
 }
@@ -67,6 +71,9 @@ pub enum Effect {
     ReleaseSlot,
     /// Ask the provider to stop this task (best effort).
     CancelAtProvider { provider_task_id: String },
+    /// Take the task out of `provider`'s queue and put it into the queue of
+    /// the provider it now names.
+    MoveFrom { provider: String },
 }
 
 /// An event that does not apply to the task's current state.
@@ -131,6 +138,12 @@ pub fn apply(
                 next.finished_at = Some(now);
             }
             next.error = Some(error);
+        }
+        (Status::Queued, Event::Reroute { provider }) if provider != task.provider => {
+            next.provider = provider;
+            effects.push(Effect::MoveFrom {
+                provider: task.provider.clone(),
+            });
         }
         (Status::Submitting, Event::Defer { not_before }) => {
             next.status = Status::Queued;
@@ -328,13 +341,14 @@ mod tests {
             (0i64..1000).prop_map(|nb| Event::Defer { not_before: nb }),
             Just(Event::Cancel),
             Just(Event::Expire),
+            "[a-c]".prop_map(|p| Event::Reroute { provider: p }),
         ]
     }
 
     /// The much simpler model: which status an event may lead to from which.
     fn allowed(from: Status, to: Status) -> bool {
         use Status::*;
-        from == to && from == Running
+        from == to && matches!(from, Running | Queued)
             || matches!(
                 (from, to),
                 (Queued, Submitting | Canceled | Failed)
@@ -373,6 +387,10 @@ mod tests {
                                 Effect::Dequeue => queued_entries -= 1,
                                 Effect::CancelAtProvider { .. } => prop_assert!(task.provider_task_id.is_some()),
                                 Effect::Follow => prop_assert_eq!(next.status, Status::Running),
+                                Effect::MoveFrom { provider } => {
+                                    prop_assert_eq!(next.status, Status::Queued);
+                                    prop_assert_ne!(provider, &next.provider);
+                                }
                             }
                         }
                         if next.status == Status::Queued && task.status == Status::Submitting && next.attempts < task.attempts {

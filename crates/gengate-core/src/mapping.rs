@@ -10,10 +10,11 @@
 //!   providers that want numbers in strings (Kling's `duration`);
 //! - placeholders inside longer strings are interpolated as text
 //!   (`"{{width}}:{{height}}"` → `"1024:768"`);
-//! - an object member or array element whose placeholder names an input
-//!   the task does not have is left out, so optional inputs need no special
-//!   casing (a RunningHub `nodeInfoList` item for an optional image just
-//!   disappears).
+//! - a value that names an input the task does not have is left out: at
+//!   the top level just that member, deeper down the whole enclosing object
+//!   or array element, so optional inputs need no special casing (a
+//!   RunningHub `nodeInfoList` item or a Hunyuan `Image: {Url}` for an
+//!   optional image just disappears).
 //!
 //! Everything else is copied as it is.
 
@@ -21,7 +22,16 @@ use serde_json::{Map, Value};
 
 /// Renders `template` against `input` (an object of validated inputs).
 pub fn render(template: &Value, input: &Value) -> Value {
-    render_value(template, input).unwrap_or(Value::Null)
+    match template {
+        // The top level drops single members; deeper, the whole value goes.
+        Value::Object(members) => Value::Object(
+            members
+                .iter()
+                .filter_map(|(k, v)| Some((k.clone(), render_value(v, input)?)))
+                .collect(),
+        ),
+        other => render_value(other, input).unwrap_or(Value::Null),
+    }
 }
 
 /// `None` when the value refers to an input that is absent.
@@ -37,9 +47,7 @@ fn render_value(template: &Value, input: &Value) -> Option<Value> {
         Value::Object(members) => {
             let mut out = Map::with_capacity(members.len());
             for (k, v) in members {
-                if let Some(v) = render_value(v, input) {
-                    out.insert(k.clone(), v);
-                }
+                out.insert(k.clone(), render_value(v, input)?);
             }
             Some(Value::Object(out))
         }
@@ -50,7 +58,7 @@ fn render_value(template: &Value, input: &Value) -> Option<Value> {
 /// A placeholder's input name and whether it asks for text.
 fn parse_placeholder(inner: &str) -> (&str, bool) {
     match inner.split_once('|') {
-        Some((name, "string")) => (name.trim(), true),
+        Some((name, filter)) if filter.trim() == "string" => (name.trim(), true),
         _ => (inner.trim(), false),
     }
 }
@@ -164,11 +172,16 @@ mod tests {
     }
 
     #[test]
-    fn an_object_member_with_an_absent_input_is_left_out() {
-        let t = json!({"prompt": "{{prompt}}", "negative_prompt": "{{negative_prompt}}"});
+    fn an_absent_input_drops_its_member_or_its_whole_nested_object() {
+        let t = json!({"Prompt": "{{prompt}}", "NegativePrompt": "{{negative_prompt}}",
+                       "Image": {"Url": "{{image_url}}"}});
         assert_eq!(
             render(&t, &json!({"prompt": "x", "negative_prompt": null})),
-            json!({"prompt": "x"})
+            json!({"Prompt": "x"})
+        );
+        assert_eq!(
+            render(&t, &json!({"prompt": "x", "image_url": "https://a/b.png"})),
+            json!({"Prompt": "x", "Image": {"Url": "https://a/b.png"}})
         );
     }
 

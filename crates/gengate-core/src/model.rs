@@ -73,6 +73,10 @@ pub struct ModelSpec {
     pub deadline_ms: i64,
     /// The ETA used before any latency has been observed.
     pub expected_seconds: f64,
+    /// The typical run-time range (seconds) as configured, which times the
+    /// first polls until real run times have been observed. Equal bounds
+    /// mean only a typical value is known.
+    pub expected_range: (f64, f64),
     pub fields: BTreeMap<String, FieldSpec>,
     /// The provider operation that runs it (`None`: the provider's default
     /// for `kind`).
@@ -323,6 +327,7 @@ mod tests {
             max_attempts: 3,
             deadline_ms: 60_000,
             expected_seconds: 5.0,
+            expected_range: (5.0, 5.0),
             fields,
             endpoint: None,
             params: Value::Null,

@@ -164,6 +164,17 @@ impl FairQueue {
         self.index.contains_key(task_id)
     }
 
+    /// The queued tasks' ids, in no particular order.
+    pub fn task_ids(&self) -> impl Iterator<Item = &TaskId> {
+        self.index.keys()
+    }
+
+    /// Whether a task may be popped at `now`.
+    pub fn has_ready(&mut self, now: i64) -> bool {
+        self.promote_due(now);
+        self.index.len() > self.delayed.len()
+    }
+
     /// When the earliest delayed task becomes ready, if any.
     pub fn next_due(&self) -> Option<i64> {
         self.delayed.first().map(|(at, _)| *at)
