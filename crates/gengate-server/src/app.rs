@@ -9,6 +9,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use gengate_core::Role;
 use gengate_providers::Provider;
+use gengate_providers::hunyuan::{Hunyuan, HunyuanSettings};
+use gengate_providers::kling::{self, Kling, KlingSettings};
+use gengate_providers::runninghub::{self, RunningHub, RunningHubSettings};
 use gengate_providers::sim::{Behavior, HttpSim, InProcessSim};
 use gengate_store::Store;
 use hyper::server::conn::http1;
@@ -18,8 +21,8 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ProviderKind};
-use crate::dispatch::{Dispatcher, LaneConfig, Settings};
+use crate::config::{Config, ProviderConfig, ProviderKind};
+use crate::dispatch::{CallbackTarget, Dispatcher, HealthSettings, LaneConfig, Settings};
 use crate::hub::Hub;
 use crate::metrics::Metrics;
 use crate::service::auth::AuthService;
@@ -92,17 +95,120 @@ fn providers(cfg: &Config, media_url: &str) -> anyhow::Result<HashMap<String, La
                     )
                 }
             },
+            ProviderKind::Runninghub | ProviderKind::Hunyuan | ProviderKind::Kling => {
+                (adapter(name, p)?, false)
+            }
         };
+        let callbacks = callback_target(cfg, name, p);
+        if p.callbacks && callbacks.is_none() && provider.supports_callbacks() {
+            tracing::info!(provider = %name, "provider {name}: no public URL (server.public_url or callback_base_url), so it is followed by polling alone");
+        }
         lanes.insert(
             name.clone(),
             LaneConfig {
                 provider,
                 concurrency: p.concurrency as usize,
                 resubmit_unknown: p.resubmit_unknown.unwrap_or(resubmit_default),
+                health: HealthSettings {
+                    failures: p.breaker_failures,
+                    cooldown_ms: p.breaker_cooldown.0.as_millis() as i64,
+                    max_cooldown_ms: (p.breaker_cooldown.0.as_millis() as i64 * 16).max(300_000),
+                    pause_ms: p.account_pause.0.as_millis() as i64,
+                    recover_ms: 60_000,
+                },
+                poll_rate: p.poll_rate,
+                callbacks,
             },
         );
     }
     Ok(lanes)
+}
+
+/// The adapter of a real provider entry.
+fn adapter(name: &str, p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
+    let err = |e: String| anyhow::anyhow!("provider {name}: {e}");
+    let retry_after = p.retry_after.0;
+    let timeout = p.timeout.0;
+    Ok(match p.kind {
+        ProviderKind::Runninghub => Arc::new(
+            RunningHub::new(
+                name,
+                RunningHubSettings {
+                    base_url: p
+                        .base_url
+                        .clone()
+                        .unwrap_or_else(|| runninghub::DEFAULT_BASE_URL.to_owned()),
+                    api_key: p.api_key.expose().to_owned(),
+                    timeout,
+                    retry_after,
+                },
+            )
+            .map_err(err)?,
+        ),
+        ProviderKind::Hunyuan => Arc::new(
+            Hunyuan::new(
+                name,
+                HunyuanSettings {
+                    base_url: p.base_url.clone(),
+                    secret_id: p.secret_id.expose().to_owned(),
+                    secret_key: p.secret_key.expose().to_owned(),
+                    region: p.region.clone(),
+                    timeout,
+                    retry_after,
+                },
+            )
+            .map_err(err)?,
+        ),
+        ProviderKind::Kling => Arc::new(
+            Kling::new(
+                name,
+                KlingSettings {
+                    base_url: p
+                        .base_url
+                        .clone()
+                        .unwrap_or_else(|| kling::DEFAULT_BASE_URL.to_owned()),
+                    access_key: p.access_key.expose().to_owned(),
+                    secret_key: p.secret_key.expose().to_owned(),
+                    timeout,
+                    retry_after,
+                    token_ttl: Duration::from_secs(1800),
+                },
+            )
+            .map_err(err)?,
+        ),
+        ProviderKind::Sim => anyhow::bail!("provider {name}: sim has no adapter of this kind"),
+    })
+}
+
+/// The key of a provider entry's callback tokens: derived from the
+/// provider's own secrets, so every node of a cluster and every restart
+/// agree without another secret to keep (rotating the provider key
+/// invalidates the URLs of tasks in flight; polling still finishes them).
+pub fn callback_key(p: &ProviderConfig) -> Vec<u8> {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"gengate provider callbacks")
+        .expect("HMAC takes keys of any length");
+    for secret in [&p.api_key, &p.secret_key, &p.access_key] {
+        mac.update(secret.expose().as_bytes());
+        mac.update(b"\n");
+    }
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// Where provider `name` posts its callbacks, and the key of their tokens.
+fn callback_target(cfg: &Config, name: &str, p: &ProviderConfig) -> Option<CallbackTarget> {
+    if !p.callbacks {
+        return None;
+    }
+    let base = p
+        .callback_base_url
+        .as_deref()
+        .or(cfg.server.public_url.as_deref())?;
+    let key = callback_key(p);
+    Some(CallbackTarget {
+        url: format!("{}/v1/callbacks/{name}", base.trim_end_matches('/')),
+        key,
+    })
 }
 
 /// Builds the server for `cfg` on an opened store. `public_url` is how

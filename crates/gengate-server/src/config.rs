@@ -232,17 +232,73 @@ impl Default for WebhooksConfig {
 #[serde(rename_all = "lowercase")]
 pub enum ProviderKind {
     Sim,
+    Runninghub,
+    Hunyuan,
+    Kling,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Sim => "sim",
+            ProviderKind::Runninghub => "runninghub",
+            ProviderKind::Hunyuan => "hunyuan",
+            ProviderKind::Kling => "kling",
+        }
+    }
+}
+
+/// A secret from config: never printed.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(s: &str) -> Self {
+        Secret(s.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_empty() { "\"\"" } else { "\"***\"" })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     pub kind: ProviderKind,
-    /// For `sim`: unset runs the simulator in-process; set, gengate talks to
-    /// `gengate mock-provider --kind sim` at this URL.
+    /// The provider's API base URL. `sim`: unset runs the simulator
+    /// in-process; set, gengate talks to `gengate mock-provider --kind sim`.
+    /// RunningHub and Kling default to their public endpoints; Hunyuan
+    /// defaults to Tencent's per-service hosts, and when set sends every
+    /// action to this URL (a proxy or a mock).
     #[serde(default)]
     pub base_url: Option<String>,
-    /// Tasks gengate keeps in flight at this provider account at once.
+    /// RunningHub: the account's API key.
+    #[serde(default)]
+    pub api_key: Secret,
+    /// Tencent Cloud: SecretId and SecretKey. Kling: `secret_key` with
+    /// `access_key`.
+    #[serde(default)]
+    pub secret_id: Secret,
+    #[serde(default)]
+    pub secret_key: Secret,
+    #[serde(default)]
+    pub access_key: Secret,
+    /// Tencent Cloud region.
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Tasks gengate keeps in flight at this provider account at once. When
+    /// the provider says the account is full, gengate uses fewer slots until
+    /// it recovers.
     #[serde(default = "default_concurrency")]
     pub concurrency: u32,
     /// In-process sim only: how long a job takes.
@@ -259,6 +315,53 @@ pub struct ProviderConfig {
     /// submission may cost money, so only the simulator defaults to yes.
     #[serde(default)]
     pub resubmit_unknown: Option<bool>,
+    /// Ask the provider to post callbacks (where it can); polling stays on
+    /// as the fallback that catches lost ones. Needs a public URL
+    /// (`callback_base_url` or `server.public_url`).
+    #[serde(default = "default_true")]
+    pub callbacks: bool,
+    /// Base URL the provider posts callbacks to (e.g. `https://api.example.com`);
+    /// defaults to `server.public_url`.
+    #[serde(default)]
+    pub callback_base_url: Option<String>,
+    /// Status queries per second at most, spread evenly (Tencent allows 20).
+    #[serde(default = "default_poll_rate")]
+    pub poll_rate: f64,
+    /// Wait before retrying after the provider said the account is full.
+    #[serde(default = "default_retry_after")]
+    pub retry_after: Dur,
+    /// Consecutive failed calls (unreachable, 5xx, timeouts) that open the
+    /// circuit: no calls for `breaker_cooldown`, then one probe.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    #[serde(default = "default_breaker_cooldown")]
+    pub breaker_cooldown: Dur,
+    /// How long dispatching pauses after the account ran out of balance or
+    /// refused our credentials, before one task probes it again.
+    #[serde(default = "default_account_pause")]
+    pub account_pause: Dur,
+}
+
+fn default_region() -> String {
+    "ap-guangzhou".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_poll_rate() -> f64 {
+    20.0
+}
+fn default_retry_after() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+fn default_account_pause() -> Dur {
+    Dur(Duration::from_secs(300))
 }
 
 fn default_concurrency() -> u32 {
@@ -284,12 +387,27 @@ pub struct ModelConfig {
     /// A task not finished this long after creation fails.
     #[serde(default = "default_deadline")]
     pub deadline: Dur,
-    /// Typical run time, used for ETAs until real latencies are observed.
+    /// Typical run time (`40s`) or range (`30s..60s`), used for ETAs and to
+    /// time the first polls until real run times are observed.
     #[serde(default = "default_expected")]
-    pub expected: Dur,
+    pub expected: DurRange,
     /// The input schema, field by field.
     #[serde(default)]
     pub input: BTreeMap<String, FieldSpec>,
+    /// The provider operation that runs it: `workflow` or `app`
+    /// (RunningHub), `image` or `video` (Hunyuan), `text2video`,
+    /// `image2video` or `image` (Kling). Default: by `kind`.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// The provider request's own fields, as a template over the input:
+    /// `"{{prompt}}"` is the input `prompt` with its type, `"{{n|string}}"`
+    /// the same as text, and members whose input is absent are left out.
+    #[serde(default)]
+    pub params: Option<toml::Table>,
+    /// Another provider entry that runs this model while this one's circuit
+    /// is open (same kind of provider: another account or region).
+    #[serde(default)]
+    pub failover: Option<String>,
 }
 
 fn default_max_attempts() -> u32 {
@@ -298,8 +416,8 @@ fn default_max_attempts() -> u32 {
 fn default_deadline() -> Dur {
     Dur(Duration::from_secs(30 * 60))
 }
-fn default_expected() -> Dur {
-    Dur(Duration::from_secs(10))
+fn default_expected() -> DurRange {
+    DurRange(Duration::from_secs(10), Duration::from_secs(10))
 }
 
 fn field(ty: FieldType) -> FieldSpec {
@@ -388,8 +506,11 @@ fn demo_models() -> BTreeMap<String, ModelConfig> {
             description: "Simulated text-to-image model (PNG).".into(),
             max_attempts: default_max_attempts(),
             deadline: default_deadline(),
-            expected: Dur(Duration::from_secs(4)),
+            expected: DurRange(Duration::from_secs(4), Duration::from_secs(4)),
             input: image,
+            endpoint: None,
+            params: None,
+            failover: None,
         },
     );
     m.insert(
@@ -400,23 +521,18 @@ fn demo_models() -> BTreeMap<String, ModelConfig> {
             description: "Simulated text/image-to-video model (AVI).".into(),
             max_attempts: default_max_attempts(),
             deadline: default_deadline(),
-            expected: Dur(Duration::from_secs(4)),
+            expected: DurRange(Duration::from_secs(4), Duration::from_secs(4)),
             input: video,
+            endpoint: None,
+            params: None,
+            failover: None,
         },
     );
     m
 }
 
 fn default_sim() -> ProviderConfig {
-    ProviderConfig {
-        kind: ProviderKind::Sim,
-        base_url: None,
-        concurrency: default_concurrency(),
-        latency: default_latency(),
-        fail_rate: 0.0,
-        timeout: default_provider_timeout(),
-        resubmit_unknown: None,
-    }
+    toml::from_str("kind = \"sim\"").expect("the default sim provider parses")
 }
 
 /// Environment variables are read through this, so tests can pass their own.
@@ -542,13 +658,48 @@ impl Config {
                     "must be between 0 and 1",
                 ));
             }
-            if let Some(url) = &p.base_url
-                && !(url.starts_with("http://") || url.starts_with("https://"))
-            {
+            for (key, url) in [
+                ("base_url", &p.base_url),
+                ("callback_base_url", &p.callback_base_url),
+            ] {
+                if let Some(url) = url
+                    && !(url.starts_with("http://") || url.starts_with("https://"))
+                {
+                    return Err(invalid(
+                        format!("providers.{name}.{key}"),
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+            }
+            if !(p.poll_rate > 0.0 && p.poll_rate.is_finite()) {
                 return Err(invalid(
-                    format!("providers.{name}.base_url"),
-                    "must be an http:// or https:// URL",
+                    format!("providers.{name}.poll_rate"),
+                    "must be a positive number of requests per second",
                 ));
+            }
+            if p.breaker_failures == 0 {
+                return Err(invalid(
+                    format!("providers.{name}.breaker_failures"),
+                    "must be at least 1",
+                ));
+            }
+            let required: &[(&str, &Secret)] = match p.kind {
+                ProviderKind::Sim => &[],
+                ProviderKind::Runninghub => &[("api_key", &p.api_key)],
+                ProviderKind::Hunyuan => {
+                    &[("secret_id", &p.secret_id), ("secret_key", &p.secret_key)]
+                }
+                ProviderKind::Kling => {
+                    &[("access_key", &p.access_key), ("secret_key", &p.secret_key)]
+                }
+            };
+            for (key, value) in required {
+                if value.expose().trim().is_empty() {
+                    return Err(invalid(
+                        format!("providers.{name}.{key}"),
+                        format!("a {} provider needs its {key}", p.kind.as_str()),
+                    ));
+                }
             }
         }
         for (name, m) in &self.models {
@@ -572,6 +723,50 @@ impl Config {
             for (field, spec) in &m.input {
                 spec.check()
                     .map_err(|msg| invalid(format!("models.{name}.input.{field}"), msg))?;
+            }
+            if let Some(params) = &m.params {
+                let template = toml_to_json(params);
+                for used in gengate_core::mapping::placeholders(&template) {
+                    if !m.input.contains_key(&used) {
+                        return Err(invalid(
+                            format!("models.{name}.params"),
+                            format!("refers to {{{{{used}}}}}, which is not an input of the model"),
+                        ));
+                    }
+                }
+            }
+            if let Some(endpoint) = &m.endpoint {
+                let kind = self.providers[&m.provider].kind;
+                let known: &[&str] = match kind {
+                    ProviderKind::Sim => &[],
+                    ProviderKind::Runninghub => &["workflow", "app"],
+                    ProviderKind::Hunyuan => &["image", "video"],
+                    ProviderKind::Kling => &["text2video", "image2video", "image"],
+                };
+                if !known.contains(&endpoint.as_str()) {
+                    return Err(invalid(
+                        format!("models.{name}.endpoint"),
+                        format!(
+                            "{} has no endpoint {endpoint:?}; it has: {}",
+                            kind.as_str(),
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+            if let Some(f) = &m.failover {
+                let Some(fp) = self.providers.get(f) else {
+                    return Err(invalid(
+                        format!("models.{name}.failover"),
+                        format!("no provider named {f:?}"),
+                    ));
+                };
+                if f == &m.provider || fp.kind != self.providers[&m.provider].kind {
+                    return Err(invalid(
+                        format!("models.{name}.failover"),
+                        "must name another provider entry of the same kind (its request template is reused)",
+                    ));
+                }
             }
         }
         if let Some(url) = &self.server.public_url
@@ -630,14 +825,34 @@ impl Config {
                 description: m.description.clone(),
                 max_attempts: m.max_attempts,
                 deadline_ms: m.deadline.0.as_millis() as i64,
-                expected_seconds: m.expected.0.as_secs_f64(),
+                expected_seconds: (m.expected.0 + m.expected.1).as_secs_f64() / 2.0,
+                expected_range: (m.expected.0.as_secs_f64(), m.expected.1.as_secs_f64()),
                 fields: m.input.clone(),
-                endpoint: None,
-                params: serde_json::Value::Null,
-                failover: None,
+                endpoint: m.endpoint.clone(),
+                params: m.params.as_ref().map_or_else(
+                    || serde_json::Value::Object(Default::default()),
+                    toml_to_json,
+                ),
+                failover: m.failover.clone(),
             })
             .collect()
     }
+}
+
+/// A TOML table as JSON (templates are written in TOML, sent as JSON).
+fn toml_to_json(t: &toml::Table) -> serde_json::Value {
+    fn conv(v: &toml::Value) -> serde_json::Value {
+        match v {
+            toml::Value::String(s) => json!(s),
+            toml::Value::Integer(i) => json!(i),
+            toml::Value::Float(f) => json!(f),
+            toml::Value::Boolean(b) => json!(b),
+            toml::Value::Datetime(d) => json!(d.to_string()),
+            toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(conv).collect()),
+            toml::Value::Table(t) => toml_to_json(t),
+        }
+    }
+    serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), conv(v))).collect())
 }
 
 #[cfg(test)]

@@ -109,6 +109,7 @@ pub struct Metrics {
     transitions: Family<AtomicU64>,
     provider_latency: Family<Histogram>,
     provider_errors: Family<AtomicU64>,
+    callbacks: Family<AtomicU64>,
 }
 
 fn escape(v: &str) -> String {
@@ -176,6 +177,17 @@ impl Metrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A provider callback received; `checking` when it names a task we
+    /// follow (others are late or repeated).
+    pub fn callback(&self, provider: &str, checking: bool) {
+        self.callbacks
+            .get(
+                &format!("provider=\"{}\",followed=\"{checking}\"", escape(provider)),
+                || AtomicU64::new(0),
+            )
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self, gauges: &[ProviderGauges]) -> String {
         let mut out = String::with_capacity(8 * 1024);
@@ -222,6 +234,12 @@ impl Metrics {
             "gengate_provider_errors_total",
             "Failed provider calls by kind.",
             &self.provider_errors,
+        );
+        counter_family(
+            &mut out,
+            "gengate_provider_callbacks_total",
+            "Provider callbacks received, by whether they named a followed task.",
+            &self.callbacks,
         );
         for (name, help, pick) in [
             (

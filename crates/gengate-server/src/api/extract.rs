@@ -14,6 +14,43 @@ use crate::app::App;
 use crate::service::ServiceError;
 use gengate_store::Caller;
 
+/// Reads a request body of at most `limit` bytes: `413` beyond it.
+///
+/// # Errors
+/// `413` when the body is too large, `400` when it cannot be read.
+pub async fn read_body(req: Request, limit: usize) -> Result<axum::body::Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body must be at most {limit} bytes"),
+        )
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|e| {
+            let mut source = e.source();
+            while let Some(s) = source {
+                if s.is::<http_body_util::LengthLimitError>() {
+                    return too_large();
+                }
+                source = s.source();
+            }
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_read_failed",
+                "the request body could not be read",
+            )
+        })
+}
+
 /// A JSON body: `415` for another content type, `413` over the body limit,
 /// `400` for malformed JSON, `422` naming the field for wrong types or
 /// unknown fields.
@@ -41,37 +78,7 @@ impl<T: DeserializeOwned> FromRequest<App> for AppJson<T> {
                 "the body must be JSON, sent with Content-Type: application/json",
             ));
         }
-        let limit = app.body_limit;
-        let too_large = || {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body must be at most {limit} bytes"),
-            )
-        };
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit as u64) {
-            return Err(too_large());
-        }
-        let bytes = axum::body::to_bytes(req.into_body(), limit)
-            .await
-            .map_err(|e| {
-                let mut source = e.source();
-                while let Some(s) = source {
-                    if s.is::<http_body_util::LengthLimitError>() {
-                        return too_large();
-                    }
-                    source = s.source();
-                }
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "body_read_failed",
-                    "the request body could not be read",
-                )
-            })?;
+        let bytes = read_body(req, app.body_limit).await?;
         let malformed = |e: &dyn std::fmt::Display| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,

@@ -7,6 +7,7 @@ pub mod extract;
 pub mod views;
 
 mod admin;
+mod callbacks;
 mod catalog;
 mod events;
 mod health;
@@ -46,6 +47,7 @@ pub fn router(app: App) -> Router {
         .merge(webhooks::router())
         .merge(catalog::router())
         .merge(admin::router())
+        .merge(callbacks::router())
         .merge(media::router())
         .merge(openapi::router())
         .fallback(fallback)

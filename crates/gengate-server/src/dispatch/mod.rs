@@ -33,6 +33,11 @@ use crate::hub::Hub;
 use crate::metrics::{Metrics, ProviderGauges};
 use crate::now_ms;
 
+mod health;
+
+pub use health::{AccountProblem, HealthSettings, HealthView};
+use health::{Gate, Health};
+
 /// Timing knobs of the dispatcher.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
@@ -49,6 +54,65 @@ pub struct LaneConfig {
     pub concurrency: usize,
     /// Whether a submission of unknown outcome may be repeated.
     pub resubmit_unknown: bool,
+    pub health: HealthSettings,
+    /// Status queries per second at most.
+    pub poll_rate: f64,
+    /// Where the provider posts callbacks, when they are in use.
+    pub callbacks: Option<CallbackTarget>,
+}
+
+/// Where a provider's callbacks go and the key that makes their tokens.
+#[derive(Clone)]
+pub struct CallbackTarget {
+    /// `https://…/v1/callbacks/{provider}`.
+    pub url: String,
+    pub key: Vec<u8>,
+}
+
+/// The token a callback URL carries for one task: an HMAC of the provider
+/// entry and task id, so a callback is bound to a task we submitted and
+/// nobody can forge one for another task.
+pub fn callback_token(key: &[u8], provider: &str, task_id: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    mac.update(provider.as_bytes());
+    mac.update(b"\n");
+    mac.update(task_id.as_bytes());
+    let tag = mac.finalize().into_bytes();
+    tag[..16].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Recent run times of one model, to time polls.
+#[derive(Default)]
+struct LatencyWindow {
+    recent: std::collections::VecDeque<f64>,
+    /// (10th, 90th) percentile of `recent`, refreshed as it fills.
+    p10_p90: Option<(f64, f64)>,
+    since_refresh: u32,
+}
+
+/// Observations kept per model.
+const LATENCY_WINDOW: usize = 256;
+/// Observations needed before they replace the configured expectation.
+const LATENCY_MIN_SAMPLES: usize = 8;
+
+impl LatencyWindow {
+    fn observe(&mut self, secs: f64) {
+        if self.recent.len() == LATENCY_WINDOW {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(secs);
+        self.since_refresh += 1;
+        if self.recent.len() >= LATENCY_MIN_SAMPLES
+            && (self.p10_p90.is_none() || self.since_refresh >= 16)
+        {
+            let mut v: Vec<f64> = self.recent.iter().copied().collect();
+            v.sort_by(f64::total_cmp);
+            let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+            self.p10_p90 = Some((at(0.1), at(0.9)));
+            self.since_refresh = 0;
+        }
+    }
 }
 
 /// Polls under way at once per provider; more wait for the next round.
@@ -60,13 +124,13 @@ const PROGRESS_STEP: f32 = 0.1;
 
 struct Follow {
     provider_task_id: String,
+    model: String,
     accepted_at: i64,
     interval_ms: u64,
     next_at: i64,
     stored_progress: f32,
 }
 
-#[derive(Default)]
 struct LaneState {
     queue: FairQueue,
     /// Slots in use: tasks submitting or running at this provider.
@@ -76,6 +140,14 @@ struct LaneState {
     timers: BinaryHeap<Reverse<(i64, TaskId)>>,
     /// Observed seconds from acceptance to result.
     latency_ewma: Option<f64>,
+    /// Per model: recent run times, to time polls.
+    latency: HashMap<String, LatencyWindow>,
+    health: Health,
+    /// When the next status query may go, Unix ms (queries are spread
+    /// evenly).
+    next_poll_slot: f64,
+    /// Callbacks received (and accepted) for this provider.
+    callbacks: u64,
 }
 
 struct Lane {
@@ -83,6 +155,9 @@ struct Lane {
     provider: Arc<dyn Provider>,
     limit: usize,
     resubmit_unknown: bool,
+    /// Milliseconds between two status queries at least.
+    poll_gap_ms: f64,
+    callbacks: Option<CallbackTarget>,
     state: Mutex<LaneState>,
     /// Wakes the slot loop: a slot freed or a task was queued.
     wake: Notify,
@@ -114,6 +189,17 @@ struct Inner {
     running: AtomicBool,
 }
 
+/// Why a provider callback is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallbackRefusal {
+    /// No such provider entry, or it does not use callbacks.
+    UnknownProvider,
+    /// The token does not belong to this provider entry and task.
+    BadToken,
+    /// The body is not this provider's callback.
+    Malformed(String),
+}
+
 /// Queue position and ETA of one task.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct QueueInfo {
@@ -131,6 +217,10 @@ pub struct LaneStats {
     pub following: usize,
     /// Average seconds from acceptance to result, recent tasks weighted most.
     pub latency_seconds: Option<f64>,
+    /// Circuit breaker, usable slots and account problems.
+    pub health: HealthView,
+    /// Provider callbacks received and accepted.
+    pub callbacks_received: u64,
 }
 
 /// The dispatcher handle. Cheap to clone.
@@ -152,12 +242,26 @@ impl Dispatcher {
         let lanes = lanes
             .into_iter()
             .map(|(name, c)| {
+                let limit = c.concurrency.max(1);
+                let callbacks = c.callbacks.filter(|_| c.provider.supports_callbacks());
                 let lane = Lane {
                     name: name.clone(),
                     provider: c.provider,
-                    limit: c.concurrency.max(1),
+                    limit,
                     resubmit_unknown: c.resubmit_unknown,
-                    state: Mutex::default(),
+                    poll_gap_ms: 1000.0 / c.poll_rate.max(0.001),
+                    callbacks,
+                    state: Mutex::new(LaneState {
+                        queue: FairQueue::default(),
+                        in_flight: 0,
+                        following: HashMap::new(),
+                        timers: BinaryHeap::new(),
+                        latency_ewma: None,
+                        latency: HashMap::new(),
+                        health: Health::new(limit, c.health),
+                        next_poll_slot: 0.0,
+                        callbacks: 0,
+                    }),
                     wake: Notify::new(),
                     follow_wake: Notify::new(),
                     polls: Semaphore::new(MAX_CONCURRENT_POLLS),
@@ -247,7 +351,7 @@ impl Dispatcher {
                     st.in_flight += 1;
                     st.queue.started(task.user_id);
                     let pid = task.provider_task_id.clone().unwrap_or_default();
-                    self.follow_locked(&mut st, &task.id, pid, task.updated_at, now);
+                    self.follow_locked(&mut st, &task, pid, task.updated_at, now);
                     running += 1;
                 }
                 Status::Submitting => {
@@ -348,6 +452,8 @@ impl Dispatcher {
                     queued: st.queue.len(),
                     following: st.following.len(),
                     latency_seconds: st.latency_ewma.map(|l| (l * 100.0).round() / 100.0),
+                    health: st.health.view(now_ms()),
+                    callbacks_received: st.callbacks,
                 }
             })
             .collect();
@@ -487,19 +593,18 @@ impl Dispatcher {
                 }
                 Effect::Follow => {
                     let pid = task.provider_task_id.clone().unwrap_or_default();
-                    // No point asking before about half the expected run
-                    // time has passed: a 60 s model is not polled each second.
-                    let expected_ms = (st
-                        .latency_ewma
-                        .unwrap_or_else(|| self.expected_seconds(&task.model))
-                        * 500.0) as i64;
-                    // (max/min, not clamp: a bad pair of settings must not panic
-                    // while the lane is locked.)
-                    let first = expected_ms
-                        .max(self.inner.settings.poll_initial.as_millis() as i64)
-                        .min(self.inner.settings.poll_max.as_millis() as i64);
-                    self.follow_locked(&mut st, &task.id, pid, now, now + first);
+                    let first = self.first_poll_ms(lane, &st, &task.model);
+                    self.follow_locked(&mut st, task, pid, now, now + first);
                     lane.follow_wake.notify_one();
+                }
+                Effect::MoveFrom { provider } => {
+                    // The old lane's queue lost it before the reroute was
+                    // stored; put it into this lane's queue.
+                    if let Some(old) = self.inner.lanes.get(provider) {
+                        old.lock().queue.remove(&task.id);
+                    }
+                    st.queue.push(entry_of(task), now);
+                    lane.wake.notify_one();
                 }
                 Effect::CancelAtProvider { provider_task_id } => {
                     let (lane, id, pid) = (lane.clone(), task.id.clone(), provider_task_id.clone());
@@ -518,22 +623,54 @@ impl Dispatcher {
     fn follow_locked(
         &self,
         st: &mut LaneState,
-        id: &str,
+        task: &Task,
         pid: String,
         accepted_at: i64,
         first_poll_at: i64,
     ) {
         st.following.insert(
-            id.to_owned(),
+            task.id.clone(),
             Follow {
                 provider_task_id: pid,
+                model: task.model.clone(),
                 accepted_at,
                 interval_ms: self.inner.settings.poll_initial.as_millis() as u64,
                 next_at: first_poll_at,
                 stored_progress: 0.0,
             },
         );
-        st.timers.push(Reverse((first_poll_at, id.to_owned())));
+        st.timers.push(Reverse((first_poll_at, task.id.clone())));
+    }
+
+    /// The run-time window (10th and 90th percentile, seconds) of `model`
+    /// at this lane: observed, or else the configured expectation.
+    fn latency_window(&self, st: &LaneState, model: &str) -> (f64, f64) {
+        if let Some(w) = st.latency.get(model).and_then(|w| w.p10_p90) {
+            return w;
+        }
+        let (lo, hi) = self
+            .inner
+            .models
+            .get(model)
+            .map_or((10.0, 10.0), |m| m.expected_range);
+        if hi > lo {
+            (lo, hi)
+        } else {
+            (lo * 0.5, lo * 1.5)
+        }
+    }
+
+    /// How long after acceptance the first status query goes. Without
+    /// callbacks: when the quickest tasks finish, since asking earlier only
+    /// costs queries. With callbacks the poll is the fallback for a lost
+    /// one: when nearly all tasks have finished.
+    fn first_poll_ms(&self, lane: &Lane, st: &LaneState, model: &str) -> i64 {
+        let (lo, hi) = self.latency_window(st, model);
+        let at = if lane.callbacks.is_some() { hi } else { lo };
+        // Spread after the mark, never before it: a query before the
+        // quickest task can finish is wasted.
+        let spread: f64 = rand::thread_rng().gen_range(1.0..1.2);
+        ((at * 1000.0 * spread) as i64).max(self.inner.settings.poll_initial.as_millis() as i64)
     }
 
     fn expected_seconds(&self, model: &str) -> f64 {
@@ -565,15 +702,71 @@ impl Dispatcher {
         self.inner.changed.notify_waiters();
     }
 
+    /// While `lane` takes no work (circuit open, account paused), moves its
+    /// queued tasks whose model names a failover provider that does take
+    /// work there.
+    fn fail_over(&self, lane: &Arc<Lane>) {
+        let now = now_ms();
+        let targets: HashMap<&str, &str> = self
+            .inner
+            .models
+            .values()
+            .filter(|m| m.provider == lane.name)
+            .filter_map(|m| Some((m.name.as_str(), m.failover.as_deref()?)))
+            .filter(|(_, to)| {
+                self.inner
+                    .lanes
+                    .get(*to)
+                    .is_some_and(|l| l.lock().health.available(now))
+            })
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let moves: Vec<(TaskId, String)> = {
+            let st = lane.lock();
+            st.queue
+                .task_ids()
+                .filter_map(|id| {
+                    let task = self.inner.hub.get(id)?;
+                    let to = targets.get(task.model.as_str())?;
+                    Some((id.clone(), (*to).to_owned()))
+                })
+                .collect()
+        };
+        for (id, to) in moves {
+            let (this, from) = (self.clone(), lane.name.clone());
+            self.inner.tracker.spawn(async move {
+                let moved = this
+                    .transition(&id, None, |t| {
+                        (t.status == Status::Queued && t.provider == from).then(|| Event::Reroute {
+                            provider: to.clone(),
+                        })
+                    })
+                    .await;
+                match moved {
+                    Ok(Some(_)) => info!(task.id = %id, "task {id} fails over from {from} to {to}"),
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(task.id = %id, error = %e, "moving task {id} to {to} failed: {e}")
+                    }
+                }
+            });
+        }
+    }
+
     async fn slot_loop(self, lane: Arc<Lane>) {
         loop {
             loop {
                 let next = {
                     let mut st = lane.lock();
-                    if st.in_flight >= lane.limit {
+                    let now = now_ms();
+                    let in_flight = st.in_flight;
+                    // (Readiness first: the gate may hand out the one probe.)
+                    if !st.queue.has_ready(now) || st.health.gate(now, in_flight) == Gate::Closed {
                         None
                     } else {
-                        let e = st.queue.pop(now_ms());
+                        let e = st.queue.pop(now);
                         if e.is_some() {
                             st.in_flight += 1;
                         }
@@ -586,8 +779,16 @@ impl Dispatcher {
                     .tracker
                     .spawn(self.clone().submit(lane.clone(), entry).instrument(span));
             }
-            let due = lane.lock().queue.next_due();
-            let wait_ms = due.map_or(1000, |d| (d - now_ms()).clamp(1, 1000));
+            let (due, blocked) = {
+                let st = lane.lock();
+                (st.queue.next_due(), st.health.blocked_until(now_ms()))
+            };
+            if blocked.is_some() {
+                self.fail_over(&lane);
+            }
+            let wait_ms = due
+                .max(blocked)
+                .map_or(1000, |d| (d - now_ms()).clamp(1, 1000));
             tokio::select! {
                 () = self.inner.shutdown.cancelled() => return,
                 () = lane.wake.notified() => {}
@@ -644,7 +845,8 @@ impl Dispatcher {
         let id = entry.task_id.clone();
         let claimed = self
             .transition(&id, None, |t| {
-                (t.status == Status::Queued).then_some(Event::Claim)
+                // A task moved to another provider meanwhile is not ours.
+                (t.status == Status::Queued && t.provider == lane.name).then_some(Event::Claim)
             })
             .await;
         let task = match claimed {
@@ -691,7 +893,7 @@ impl Dispatcher {
             .await;
             return;
         };
-        let submission = Submission::new(&task, model);
+        let submission = Submission::new(lane, &task, model);
         let req = submission.request(&task);
         let result = lane.provider.submit(req).await;
         self.after_submit(lane, task, result).await;
@@ -704,18 +906,29 @@ impl Dispatcher {
         result: Result<String, ProviderError>,
     ) {
         let id = task.id.clone();
+        self.record_outcome(lane, &result);
         match result {
             Ok(pid) => {
                 info!(task.id = %id, provider_task_id = %pid, "task {id} accepted by {}", lane.name);
                 self.store_acceptance(lane, task, pid).await;
             }
+            Err(
+                ProviderError::AccountExhausted { code, message }
+                | ProviderError::Unauthorized { code, message },
+            ) => {
+                // The account, not the task, is the problem: the task waits
+                // in the queue, its attempt refunded.
+                debug!(task.id = %id, "provider {} cannot take task {id}: {code}: {message}", lane.name);
+                let not_before = now_ms();
+                self.transition_retrying(&id, Some(task), |t| {
+                    (t.status == Status::Submitting).then_some(Event::Defer { not_before })
+                })
+                .await;
+            }
             Err(ProviderError::BackPressure {
                 retry_after,
                 message,
             }) => {
-                self.inner
-                    .metrics
-                    .provider_error(&lane.name, "back_pressure");
                 debug!(task.id = %id, "provider {} at capacity: {message}", lane.name);
                 let not_before = now_ms() + retry_after.as_millis() as i64;
                 self.transition_retrying(&id, Some(task), |t| {
@@ -724,13 +937,11 @@ impl Dispatcher {
                 .await;
             }
             Err(ProviderError::Ambiguous(msg)) => {
-                self.inner.metrics.provider_error(&lane.name, "ambiguous");
                 warn!(task.id = %id, "submission of task {id} has an unknown outcome ({msg}); reconciling");
                 self.reconcile(lane, task).await;
             }
             Err(e) => {
-                let (kind, error) = classify_failure(&e);
-                self.inner.metrics.provider_error(&lane.name, kind);
+                let (_, error) = classify_failure(&e);
                 warn!(task.id = %id, error = %e, "submission of task {id} to {} failed: {e}", lane.name);
                 let retry_at = self.backoff_at(task.attempts);
                 self.transition_retrying(&id, Some(task), |t| {
@@ -741,6 +952,65 @@ impl Dispatcher {
                 })
                 .await;
             }
+        }
+    }
+
+    /// Tells the lane's health what a submission's answer says about the
+    /// account, and counts provider errors.
+    fn record_outcome(&self, lane: &Lane, result: &Result<String, ProviderError>) {
+        let now = now_ms();
+        let Err(e) = result else {
+            lane.lock().health.on_accepted();
+            return;
+        };
+        let (kind, _) = classify_failure(e);
+        self.inner.metrics.provider_error(&lane.name, kind);
+        let mut st = lane.lock();
+        match e {
+            ProviderError::BackPressure { .. } => {
+                // This task still holds a slot; the others are what the
+                // account really runs.
+                let others = st.in_flight.saturating_sub(1);
+                if st.health.on_full(now, others) {
+                    info!(provider = %lane.name, "provider {} says the account is full; using {} slots until it recovers", lane.name, others.max(1));
+                }
+            }
+            ProviderError::AccountExhausted { code, message } => {
+                st.health.on_account_problem(
+                    now,
+                    AccountProblem::Exhausted,
+                    format!("{code}: {message}"),
+                );
+                error!(provider = %lane.name, "provider {} account cannot take work ({code}: {message}); dispatching to it pauses", lane.name);
+            }
+            ProviderError::Unauthorized { code, message } => {
+                st.health.on_account_problem(
+                    now,
+                    AccountProblem::Unauthorized,
+                    format!("{code}: {message}"),
+                );
+                error!(provider = %lane.name, "provider {} refused gengate's credentials ({code}: {message}); dispatching to it pauses", lane.name);
+            }
+            ProviderError::Transient(_) | ProviderError::Ambiguous(_) => {
+                if st.health.on_failure(now) {
+                    warn!(provider = %lane.name, "provider {} keeps failing; its circuit opens", lane.name);
+                }
+            }
+            ProviderError::Rejected { .. }
+            | ProviderError::NotFound
+            | ProviderError::Unsupported => {
+                st.health.on_answer();
+            }
+        }
+    }
+
+    /// Tells the lane's health what a status query's answer says.
+    fn record_poll(&self, lane: &Lane, ok: bool) {
+        let mut st = lane.lock();
+        if ok {
+            st.health.on_answer();
+        } else if st.health.on_failure(now_ms()) {
+            warn!(provider = %lane.name, "provider {} keeps failing; its circuit opens", lane.name);
         }
     }
 
@@ -794,7 +1064,7 @@ impl Dispatcher {
             .await;
             return;
         };
-        let submission = Submission::new(&task, model);
+        let submission = Submission::new(lane, &task, model);
         let mut delay = Duration::from_millis(500);
         // Lookups left once the task is no longer ours to settle (canceled or
         // expired meanwhile): enough to find and stop a job the provider has.
@@ -866,7 +1136,13 @@ impl Dispatcher {
             let mut due = Vec::new();
             let next_at = {
                 let mut st = lane.lock();
+                // An open circuit postpones queries too; they resume, spread
+                // out, when it half-opens.
+                let blocked = st.health.polls_blocked_until(now);
                 while let Some(Reverse((at, _))) = st.timers.peek() {
+                    if blocked.is_some() {
+                        break;
+                    }
                     if *at > now || due.len() >= MAX_CONCURRENT_POLLS {
                         break;
                     }
@@ -877,13 +1153,29 @@ impl Dispatcher {
                         due.push((id, f.provider_task_id.clone()));
                     }
                 }
-                st.timers.peek().map(|Reverse((at, _))| *at)
+                st.timers
+                    .peek()
+                    .map(|Reverse((at, _))| (*at).max(blocked.unwrap_or(0)))
             };
             for (id, pid) in due {
                 let Ok(permit) = lane.polls.acquire().await else {
                     return;
                 };
                 permit.forget();
+                // Queries to one provider are spread evenly at its rate.
+                let wait_ms = {
+                    let mut st = lane.lock();
+                    let now = now_ms() as f64;
+                    let slot = st.next_poll_slot.max(now);
+                    st.next_poll_slot = slot + lane.poll_gap_ms;
+                    slot - now
+                };
+                if wait_ms >= 1.0 {
+                    tokio::select! {
+                        () = self.inner.shutdown.cancelled() => return,
+                        () = tokio::time::sleep(Duration::from_micros((wait_ms * 1000.0) as u64)) => {}
+                    }
+                }
                 let span = info_span!("poll", task.id = %id, provider = %lane.name);
                 let (this, lane2) = (self.clone(), lane.clone());
                 self.inner.tracker.spawn(
@@ -911,18 +1203,30 @@ impl Dispatcher {
 
     fn reschedule(&self, lane: &Lane, id: &str, progress: Option<f32>) {
         let mut st = lane.lock();
-        let poll_max = self.inner.settings.poll_max.as_millis() as u64;
+        let (poll_initial, poll_max) = (
+            self.inner.settings.poll_initial.as_millis() as u64,
+            self.inner.settings.poll_max.as_millis() as u64,
+        );
+        let Some(model) = st.following.get(id).map(|f| f.model.clone()) else {
+            return;
+        };
+        let (lo, hi) = self.latency_window(&st, &model);
         let Some(f) = st.following.get_mut(id) else {
             return;
         };
-        // Grow by half each time, and to at least a quarter of the task's
-        // age: long tasks are asked rarely, short ones promptly.
+        // Grow by half each time, to at least half the spread of run times
+        // (so a task that outlives the quickest is found within two or three
+        // queries) and a quarter of the task's age (a task far beyond the
+        // usual is asked rarely); never beyond `poll_max`. Jitter keeps
+        // tasks accepted together from being polled together.
         let now = now_ms();
         let age_ms = (now - f.accepted_at).max(0) as u64;
+        let spread_ms = ((hi - lo).max(0.0) * 500.0) as u64;
         f.interval_ms = (f.interval_ms * 3 / 2)
+            .max(spread_ms)
             .max(age_ms / 4)
-            .clamp(1, poll_max.max(1));
-        f.next_at = now + f.interval_ms as i64;
+            .clamp(poll_initial.max(1), poll_max.max(1));
+        f.next_at = now + (f.interval_ms as f64 * jitter()) as i64;
         if let Some(p) = progress {
             f.stored_progress = p;
         }
@@ -930,6 +1234,77 @@ impl Dispatcher {
         st.timers.push(Reverse((at, id.to_owned())));
         drop(st);
         lane.follow_wake.notify_one();
+    }
+
+    /// Takes a provider callback for task `task_id` carrying `token`: checks
+    /// the token, reads the body with the provider's adapter, and polls the
+    /// task now if it is one we follow under the id the callback names.
+    /// Returns whether a poll was scheduled (`false`: a late or repeated
+    /// callback, or one for a task not yet accepted; nothing to do).
+    ///
+    /// # Errors
+    /// [`CallbackRefusal`] says why the callback is refused.
+    pub fn callback(
+        &self,
+        provider: &str,
+        task_id: &str,
+        token: &str,
+        body: &[u8],
+    ) -> Result<bool, CallbackRefusal> {
+        let lane = self
+            .inner
+            .lanes
+            .get(provider)
+            .ok_or(CallbackRefusal::UnknownProvider)?;
+        let target = lane
+            .callbacks
+            .as_ref()
+            .ok_or(CallbackRefusal::UnknownProvider)?;
+        let expected = callback_token(&target.key, provider, task_id);
+        let matches = expected.len() == token.len()
+            && expected
+                .bytes()
+                .zip(token.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+        if !matches {
+            warn!(provider, "refused a {provider} callback with a bad token");
+            return Err(CallbackRefusal::BadToken);
+        }
+        let hint = lane
+            .provider
+            .parse_callback(body)
+            .map_err(|e| CallbackRefusal::Malformed(e.to_string()))?;
+        let checking = self.poke(provider, task_id, &hint);
+        debug!(task.id = %task_id, checking, finished = hint.finished, "callback from {provider} for task {task_id}");
+        Ok(checking)
+    }
+
+    /// A callback says task `id` at `provider` changed: poll it now (it only
+    /// tells us to look; the poll decides). Returns whether the callback
+    /// names a task we follow under that provider task id.
+    pub fn poke(&self, provider: &str, id: &str, hint: &gengate_providers::CallbackHint) -> bool {
+        let Some(lane) = self.inner.lanes.get(provider) else {
+            return false;
+        };
+        let mut st = lane.lock();
+        let now = now_ms();
+        let Some(f) = st.following.get_mut(id) else {
+            return false;
+        };
+        if !hint.is_about(&f.provider_task_id) {
+            return false;
+        }
+        // Repeated callbacks (a provider that posts every change, or
+        // retries) coalesce: a poll already due soon is not moved.
+        if f.next_at > now + 200 {
+            f.next_at = now;
+            st.timers.push(Reverse((now, id.to_owned())));
+        }
+        st.callbacks += 1;
+        drop(st);
+        lane.follow_wake.notify_one();
+        true
     }
 
     /// Fails the attempt `pid` of a running task (retried if it may be).
@@ -954,6 +1329,13 @@ impl Dispatcher {
                 provider_task_id: pid,
             })
             .await;
+        self.record_poll(
+            lane,
+            !matches!(
+                state,
+                Err(ProviderError::Transient(_) | ProviderError::Ambiguous(_))
+            ),
+        );
         let same_attempt =
             |t: &Task| t.status == Status::Running && t.provider_task_id.as_deref() == Some(pid);
         let result = match state {
@@ -977,7 +1359,11 @@ impl Dispatcher {
                 }
             }
             Ok(JobState::Succeeded { outputs }) => {
-                let accepted_at = lane.lock().following.get(id).map(|f| f.accepted_at);
+                let accepted_at = lane
+                    .lock()
+                    .following
+                    .get(id)
+                    .map(|f| (f.accepted_at, f.model.clone()));
                 let r = self
                     .transition(id, None, |t| {
                         same_attempt(t).then(|| Event::Succeed {
@@ -985,10 +1371,11 @@ impl Dispatcher {
                         })
                     })
                     .await;
-                if let (Ok(Some(_)), Some(at)) = (&r, accepted_at) {
+                if let (Ok(Some(_)), Some((at, model))) = (&r, accepted_at) {
                     let secs = (now_ms() - at).max(0) as f64 / 1000.0;
                     self.inner.metrics.provider_latency(&lane.name, secs);
                     let mut st = lane.lock();
+                    st.latency.entry(model).or_default().observe(secs);
                     st.latency_ewma = Some(
                         st.latency_ewma
                             .map_or(secs, |l| l + LATENCY_EWMA_ALPHA * (secs - l)),
@@ -1092,6 +1479,11 @@ impl Dispatcher {
     }
 }
 
+/// A factor in 0.9..1.1 that spreads timers apart.
+fn jitter() -> f64 {
+    rand::thread_rng().gen_range(0.9..1.1)
+}
+
 /// What one submission of a task sends, owned so that a lost answer can be
 /// looked up with exactly what was sent.
 struct Submission {
@@ -1105,13 +1497,21 @@ struct Submission {
 }
 
 impl Submission {
-    fn new(task: &Task, model: &ModelSpec) -> Self {
+    fn new(lane: &Lane, task: &Task, model: &ModelSpec) -> Self {
+        let callback_url = lane.callbacks.as_ref().map(|c| {
+            format!(
+                "{}?task={}&token={}",
+                c.url,
+                task.id,
+                callback_token(&c.key, &lane.name, &task.id)
+            )
+        });
         Self {
             reference: format!("{}.{}", task.id, task.attempts),
             kind: model.kind,
             endpoint: model.endpoint.clone(),
             params: gengate_core::mapping::render(&model.params, &task.input),
-            callback_url: None,
+            callback_url,
         }
     }
 

@@ -22,6 +22,8 @@ pub(crate) struct TestApp {
     pub(crate) user_key: String,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) dispatcher: Dispatcher,
+    /// The configuration the server runs with.
+    pub(crate) config: Config,
     shutdown: CancellationToken,
     handle: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -68,21 +70,19 @@ impl Resp {
     }
 }
 
+/// A provider entry of `kind` with every default.
+pub(crate) fn provider_config(kind: ProviderKind) -> ProviderConfig {
+    toml::from_str(&format!("kind = {:?}", kind.as_str())).expect("a bare provider entry parses")
+}
+
 /// A test configuration: fast sim, fast timers.
 pub(crate) fn test_config() -> Config {
     let mut cfg = Config::default();
-    cfg.providers.insert(
-        "sim".into(),
-        ProviderConfig {
-            kind: ProviderKind::Sim,
-            base_url: None,
-            concurrency: 4,
-            latency: DurRange(Duration::from_millis(50), Duration::from_millis(150)),
-            fail_rate: 0.0,
-            timeout: Dur(Duration::from_secs(5)),
-            resubmit_unknown: None,
-        },
-    );
+    let mut sim = provider_config(ProviderKind::Sim);
+    sim.concurrency = 4;
+    sim.latency = DurRange(Duration::from_millis(50), Duration::from_millis(150));
+    sim.timeout = Dur(Duration::from_secs(5));
+    cfg.providers.insert("sim".into(), sim);
     cfg.dispatch.poll_initial = Dur(Duration::from_millis(20));
     cfg.dispatch.poll_max = Dur(Duration::from_millis(50));
     cfg.dispatch.retry_base = Dur(Duration::from_millis(40));
@@ -109,7 +109,7 @@ pub(crate) async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
 
 /// Starts the server on an existing store (e.g. one a test prepared).
 pub(crate) async fn spawn_on(
-    cfg: Config,
+    mut cfg: Config,
     store: Arc<dyn Store>,
     dir: tempfile::TempDir,
 ) -> TestApp {
@@ -117,9 +117,12 @@ pub(crate) async fn spawn_on(
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
+    // As a deployment says where it is reachable (provider callbacks).
+    cfg.server.public_url.get_or_insert_with(|| base.clone());
     let shutdown = CancellationToken::new();
     let server: Server =
         app::build(&cfg, store.clone(), &base, shutdown.clone()).expect("server builds");
+    let config = cfg.clone();
     let dispatcher = server.dispatcher.clone();
     let handle = tokio::spawn(app::serve(listener, server, shutdown.clone()));
     let admin_key = make_key(&*store, "root", Role::Admin).await;
@@ -131,6 +134,7 @@ pub(crate) async fn spawn_on(
         user_key,
         store,
         dispatcher,
+        config,
         shutdown,
         handle: Some(handle),
         _dir: dir,

@@ -11,4 +11,6 @@ mod lifecycle;
 mod live;
 mod ops;
 mod paging;
+mod polling_budget;
+mod providers;
 mod webhooks;
