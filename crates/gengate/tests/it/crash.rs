@@ -218,3 +218,156 @@ async fn every_task_answered_202_survives_kill_9_during_a_burst_of_creates() {
         );
     }
 }
+
+/// Polls `GET /v1/tasks/{id}` until `pred` holds for its status.
+async fn wait_status(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    id: &str,
+    within: Duration,
+    pred: impl Fn(&str) -> bool,
+) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let t = get_json(client, &format!("{url}/v1/tasks/{id}"), Some(key)).await;
+        if pred(t["status"].as_str().unwrap_or("")) {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "task {id} stuck: {t}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kling_task_caught_in_submitting_by_kill_9_is_found_by_external_task_id_not_resubmitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    // Every answer comes 3 s after the request took effect: a kill in that
+    // window leaves a task the provider has and gengate does not know it has.
+    let mock = Proc::start(
+        &[
+            "mock-provider",
+            "--kind",
+            "kling",
+            "--listen",
+            "127.0.0.1:0",
+            "--credentials",
+            "ak-test:sk-test",
+            "--latency",
+            "1s..2s",
+            "--concurrency",
+            "4",
+            "--slow",
+            "1",
+            "--slow-delay",
+            "3s",
+        ],
+        cwd,
+    );
+    let config = cwd.join("gengate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"[providers.kling]
+kind = "kling"
+base_url = "{}"
+access_key = "ak-test"
+secret_key = "sk-test"
+concurrency = 4
+timeout = "10s"
+
+[models.kling-video]
+provider = "kling"
+kind = "video"
+expected = "1s..2s"
+[models.kling-video.input.prompt]
+type = "string"
+required = true
+[models.kling-video.params]
+model_name = "kling-v1-6"
+prompt = "{{{{prompt}}}}"
+duration = "5"
+
+[dispatch]
+poll_initial = "200ms"
+poll_max = "1s"
+"#,
+            mock.url
+        ),
+    )
+    .unwrap();
+    let data = cwd.join("data");
+    let common = [
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let key = create_key(cwd, &common, "kim");
+    let serve_args: Vec<&str> = ["serve", "--listen", "127.0.0.1:0"]
+        .into_iter()
+        .chain(common)
+        .collect();
+    let client = reqwest::Client::new();
+    let mut server = Proc::start(&serve_args, cwd);
+    let r = client
+        .post(format!("{}/v1/tasks", server.url))
+        .bearer_auth(&key)
+        .json(&json!({"model": "kling-video", "input": {"prompt": "a paper boat on a river"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_status(
+        &client,
+        &server.url,
+        &key,
+        &id,
+        Duration::from_secs(10),
+        |s| s == "submitting",
+    )
+    .await;
+    // The create reached the mock; its answer is held back.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let stats = get_json(&client, &format!("{}/_mock/stats", mock.url), None).await;
+        if stats["submissions"] == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the create never reached the mock: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.kill9();
+
+    let server = Proc::start(&serve_args, cwd);
+    let t = wait_status(
+        &client,
+        &server.url,
+        &key,
+        &id,
+        Duration::from_secs(60),
+        |s| s == "succeeded" || s == "failed",
+    )
+    .await;
+    assert_eq!(t["status"], "succeeded", "{t}");
+    assert_eq!(t["attempts"], 1, "{t}");
+    let stats = get_json(&client, &format!("{}/_mock/stats", mock.url), None).await;
+    assert_eq!(stats["submissions"], 1, "exactly one submission: {stats}");
+    assert_eq!(stats["duplicates"], 0, "{stats}");
+    let jobs = get_json(&client, &format!("{}/_mock/jobs", mock.url), None).await;
+    assert_eq!(
+        jobs[0]["external_task_id"]
+            .as_str()
+            .or(jobs[0]["external_id"].as_str()),
+        Some(format!("{id}.1").as_str()),
+        "the job carries our reference: {jobs}"
+    );
+}
