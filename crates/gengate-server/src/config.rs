@@ -642,7 +642,14 @@ impl Config {
         if self.providers.is_empty() {
             self.providers.insert("sim".into(), default_sim());
         }
-        if self.models.is_empty() {
+        // The demo catalog runs on the simulator; an operator who configured
+        // only real providers gets no demo models pointing at a missing one.
+        if self.models.is_empty()
+            && self
+                .providers
+                .get("sim")
+                .is_some_and(|p| p.kind == ProviderKind::Sim)
+        {
             self.models = demo_models();
         }
         for (name, p) in &self.providers {
@@ -867,6 +874,74 @@ mod tests {
         let env: Vec<(String, String)> =
             env.into_iter().map(|(a, b)| (a.into(), b.into())).collect();
         Config::load(Some(&path), &env)
+    }
+
+    #[test]
+    fn provider_and_model_mistakes_name_the_key() {
+        let cases = [
+            (
+                "[providers.k]\nkind = \"kling\"\naccess_key = \"a\"\n",
+                "providers.k.secret_key",
+            ),
+            (
+                "[providers.r]\nkind = \"runninghub\"\n",
+                "providers.r.api_key",
+            ),
+            (
+                "[providers.r]\nkind = \"runninghub\"\napi_key = \"x\"\npoll_rate = 0\n",
+                "providers.r.poll_rate",
+            ),
+            (
+                "[providers.r]\nkind = \"runninghub\"\napi_key = \"x\"\n[models.m]\nprovider = \"r\"\nkind = \"image\"\nendpoint = \"text2video\"\n",
+                "models.m.endpoint",
+            ),
+            (
+                "[providers.r]\nkind = \"runninghub\"\napi_key = \"x\"\n[models.m]\nprovider = \"r\"\nkind = \"image\"\n[models.m.params]\nworkflowId = \"1\"\ntext = \"{{prompt}}\"\n",
+                "models.m.params",
+            ),
+            (
+                "[providers.r]\nkind = \"runninghub\"\napi_key = \"x\"\n[providers.s]\nkind = \"sim\"\n[models.m]\nprovider = \"r\"\nkind = \"image\"\nfailover = \"s\"\n",
+                "models.m.failover",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = load_str(text, vec![]).unwrap_err().to_string();
+            assert!(e.contains(key), "{key}: {e}");
+        }
+        let shown = format!(
+            "{:?}",
+            load_str(
+                "[providers.r]\nkind = \"runninghub\"\napi_key = \"sekrit\"\n",
+                vec![]
+            )
+            .unwrap()
+            .providers["r"]
+        );
+        assert!(!shown.contains("sekrit"), "secrets never print: {shown}");
+    }
+
+    /// The README's example for each real provider is a config that loads.
+    #[test]
+    fn readme_provider_examples_load() {
+        let readme = include_str!("../../../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        for kind in ["runninghub", "hunyuan", "kling"] {
+            let block = blocks
+                .iter()
+                .find(|b| b.contains(&format!("[providers.{kind}]")))
+                .unwrap_or_else(|| panic!("README has no {kind} example"));
+            let cfg = load_str(block, vec![])
+                .unwrap_or_else(|e| panic!("README's {kind} example does not load: {e}"));
+            assert_eq!(cfg.providers[kind].kind.as_str(), kind);
+            assert!(cfg.models.values().all(|m| m.provider == kind));
+            for spec in cfg.catalog() {
+                assert!(spec.params.is_object(), "{kind}: {spec:?}");
+            }
+        }
     }
 
     #[test]
