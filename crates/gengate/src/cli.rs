@@ -149,6 +149,27 @@ pub(crate) struct MockArgs {
     pub(crate) url_ttl: Option<Duration>,
 }
 
+/// Rules across flags that clap cannot express; a breach exits 2 with
+/// clap's usage error, naming the flag.
+pub(crate) fn check(cli: &Cli) {
+    use clap::CommandFactory;
+    if let Command::MockProvider(args) = &cli.command
+        && matches!(args.kind, MockKind::Hunyuan | MockKind::Kling)
+        && !args
+            .credentials
+            .as_deref()
+            .and_then(|c| c.split_once(':'))
+            .is_some_and(|(id, secret)| !id.is_empty() && !secret.is_empty())
+    {
+        Cli::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                "--credentials for hunyuan and kling must be ID:SECRET (SecretId:SecretKey, AccessKey:SecretKey)",
+            )
+            .exit();
+    }
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     gengate_core::units::parse_duration(s)
 }

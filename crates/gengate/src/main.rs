@@ -25,6 +25,7 @@ use cli::{Cli, Command, KeysCommand, LogFormatArg, MockKind, StoreArgs};
 
 fn main() {
     let cli = Cli::parse();
+    cli::check(&cli);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

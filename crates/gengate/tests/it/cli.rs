@@ -21,6 +21,48 @@ fn help_is_there_for_every_subcommand_and_bad_flags_exit_2() {
     );
     assert_eq!(code, 2);
     assert!(err.contains("--latency"), "{err}");
+    for (args, flag) in [
+        (vec!["mock-provider", "--kind", "kling"], "--credentials"),
+        (
+            vec![
+                "mock-provider",
+                "--kind",
+                "hunyuan",
+                "--credentials",
+                "a:b",
+                "--drop-webhooks",
+                "2",
+            ],
+            "--drop-webhooks",
+        ),
+        (
+            vec![
+                "mock-provider",
+                "--kind",
+                "runninghub",
+                "--credentials",
+                "k",
+                "--slow-delay",
+                "later",
+            ],
+            "--slow-delay",
+        ),
+        (vec!["mock-provider", "--kind", "openai"], "--kind"),
+        (
+            vec![
+                "mock-provider",
+                "--kind",
+                "kling",
+                "--credentials",
+                "no-colon",
+            ],
+            "--credentials",
+        ),
+    ] {
+        let (code, _, err) = run(&args, dir.path());
+        assert_eq!(code, 2, "{args:?}");
+        assert!(err.contains(flag), "{args:?}: {err}");
+    }
     let (code, _, err) = run(
         &["serve", "--config", "/nonexistent/gengate.toml"],
         dir.path(),
