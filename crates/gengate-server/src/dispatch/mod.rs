@@ -574,6 +574,15 @@ impl Dispatcher {
         let Some(lane) = self.inner.lanes.get(&task.provider) else {
             return;
         };
+        // A moved task leaves the old lane's queue first, under that lane's
+        // lock alone: two lanes are never locked at once.
+        for effect in effects {
+            if let Effect::MoveFrom { provider } = effect
+                && let Some(old) = self.inner.lanes.get(provider)
+            {
+                old.lock().queue.remove(&task.id);
+            }
+        }
         let now = now_ms();
         let mut st = lane.lock();
         for effect in effects {
@@ -597,12 +606,7 @@ impl Dispatcher {
                     self.follow_locked(&mut st, task, pid, now, now + first);
                     lane.follow_wake.notify_one();
                 }
-                Effect::MoveFrom { provider } => {
-                    // The old lane's queue lost it before the reroute was
-                    // stored; put it into this lane's queue.
-                    if let Some(old) = self.inner.lanes.get(provider) {
-                        old.lock().queue.remove(&task.id);
-                    }
+                Effect::MoveFrom { .. } => {
                     st.queue.push(entry_of(task), now);
                     lane.wake.notify_one();
                 }
@@ -723,17 +727,17 @@ impl Dispatcher {
         if targets.is_empty() {
             return;
         }
-        let moves: Vec<(TaskId, String)> = {
-            let st = lane.lock();
-            st.queue
-                .task_ids()
-                .filter_map(|id| {
-                    let task = self.inner.hub.get(id)?;
-                    let to = targets.get(task.model.as_str())?;
-                    Some((id.clone(), (*to).to_owned()))
-                })
-                .collect()
-        };
+        // Ids first, models after the lane lock is released (the cache has
+        // locks of its own).
+        let queued: Vec<TaskId> = lane.lock().queue.task_ids().cloned().collect();
+        let moves: Vec<(TaskId, String)> = queued
+            .into_iter()
+            .filter_map(|id| {
+                let task = self.inner.hub.get(&id)?;
+                let to = targets.get(task.model.as_str())?;
+                Some((id, (*to).to_owned()))
+            })
+            .collect();
         for (id, to) in moves {
             let (this, from) = (self.clone(), lane.name.clone());
             self.inner.tracker.spawn(async move {
