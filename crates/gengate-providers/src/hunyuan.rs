@@ -549,10 +549,19 @@ fn classify_code(call: Call, code: &str, message: &str, retry_after: Duration) -
     let code_owned = code.to_owned();
     if code == "RequestLimitExceeded" || code.starts_with("RequestLimitExceeded.") {
         // `.JobNumExceed` is the account's concurrency; the bare code and the
-        // other suffixes are request-rate limits. Either way: wait, retry.
-        return ProviderError::BackPressure {
-            retry_after,
-            message: format!("{code}: {message}"),
+        // other suffixes are request-rate limits. Either way: wait, retry;
+        // only the first says the account runs fewer jobs than we thought.
+        let message = format!("{code}: {message}");
+        return if code == "RequestLimitExceeded.JobNumExceed" {
+            ProviderError::BackPressure {
+                retry_after,
+                message,
+            }
+        } else {
+            ProviderError::RateLimited {
+                retry_after,
+                message,
+            }
         };
     }
     if code.starts_with("AuthFailure") || code == "UnauthorizedOperation" {
@@ -804,7 +813,8 @@ impl Provider for Hunyuan {
                 ))),
             },
             Answer::Error { code, message } => Err(self.classify(Call::Submit, &code, &message)),
-            Answer::Unusable(what) if (200..300).contains(&status) => {
+            // A gateway timeout may come after Tencent ran the action.
+            Answer::Unusable(what) if (200..300).contains(&status) || status == 504 => {
                 Err(ProviderError::Ambiguous(format!(
                     "{action} answered without Tencent's envelope: {what}"
                 )))
@@ -933,6 +943,7 @@ mod tests {
     fn code_of(e: &ProviderError) -> &'static str {
         match e {
             ProviderError::BackPressure { .. } => "back_pressure",
+            ProviderError::RateLimited { .. } => "rate_limited",
             ProviderError::Transient(_) => "transient",
             ProviderError::Ambiguous(_) => "ambiguous",
             ProviderError::Rejected { .. } => "rejected",
@@ -947,8 +958,8 @@ mod tests {
     fn error_codes_map_to_what_the_dispatcher_does_next() {
         let table = [
             ("RequestLimitExceeded.JobNumExceed", "back_pressure"),
-            ("RequestLimitExceeded", "back_pressure"),
-            ("RequestLimitExceeded.UinLimitExceeded", "back_pressure"),
+            ("RequestLimitExceeded", "rate_limited"),
+            ("RequestLimitExceeded.UinLimitExceeded", "rate_limited"),
             ("AuthFailure.SignatureFailure", "unauthorized"),
             ("AuthFailure.SignatureExpire", "unauthorized"),
             ("AuthFailure.SecretIdNotFound", "unauthorized"),

@@ -453,7 +453,11 @@ fn classify_code(
             message,
         },
         // Rate limit; concurrency over the resource pack's limit.
-        1302 | 1303 => ProviderError::BackPressure {
+        1303 => ProviderError::BackPressure {
+            retry_after,
+            message: format!("{code}: {message}"),
+        },
+        1302 => ProviderError::RateLimited {
             retry_after,
             message: format!("{code}: {message}"),
         },
@@ -536,8 +540,14 @@ fn job_state(task: WireTask) -> Result<JobState, ProviderError> {
                 .created_at
                 .and_then(|c| c.trim().parse::<i64>().ok())
                 // A seconds timestamp would put the expiry in 1970.
-                .map(|c| if c < 100_000_000_000 { c * 1000 } else { c })
-                .map(|c| c + OUTPUT_LIFETIME_MS);
+                .map(|c| {
+                    if c < 100_000_000_000 {
+                        c.saturating_mul(1000)
+                    } else {
+                        c
+                    }
+                })
+                .map(|c| c.saturating_add(OUTPUT_LIFETIME_MS));
             let result = task.task_result.unwrap_or(WireResult {
                 videos: None,
                 images: None,

@@ -80,6 +80,14 @@ pub enum ProviderError {
         retry_after: Duration,
         message: String,
     },
+    /// The provider refuses requests this fast (a rate limit, not the
+    /// account's concurrency): wait `retry_after`, keep the task queued,
+    /// spend no attempt, use the same number of slots.
+    #[error("provider rate limit: {message}")]
+    RateLimited {
+        retry_after: Duration,
+        message: String,
+    },
     /// The request certainly did not take effect (connection refused, 5xx
     /// answer): retry with backoff.
     #[error("provider unavailable: {0}")]

@@ -223,9 +223,13 @@ fn classify_code(code: i64, msg: &str, retry_after: Duration) -> Option<Provider
         code::TASK_QUEUE_MAXED
         | code::TASK_INSTANCE_MAXED
         | code::PERSONAL_QUEUE_COUNT_LIMIT
-        | 1003
         | 1011
         | 1520 => ProviderError::BackPressure {
+            retry_after,
+            message,
+        },
+        // A request-rate limit [3p]: wait, but the account's slots are fine.
+        1003 => ProviderError::RateLimited {
             retry_after,
             message,
         },
@@ -323,7 +327,7 @@ impl RunningHub {
         match status {
             200 => {}
             429 => {
-                return Err(ProviderError::BackPressure {
+                return Err(ProviderError::RateLimited {
                     retry_after: self.retry_after,
                     message: format!("HTTP 429 from {path}"),
                 });
@@ -991,7 +995,7 @@ mod tests {
     #[test]
     fn business_codes_are_classified_by_what_happens_next() {
         let r = Duration::from_secs(3);
-        for c in [421, 415, 814, 1003, 1011, 1520] {
+        for c in [421, 415, 814, 1011, 1520] {
             assert!(matches!(
                 classify_code(c, "", r),
                 Some(ProviderError::BackPressure { .. })

@@ -115,6 +115,7 @@ fn providers(cfg: &Config, media_url: &str) -> anyhow::Result<HashMap<String, La
                     max_cooldown_ms: (p.breaker_cooldown.0.as_millis() as i64 * 16).max(300_000),
                     pause_ms: p.account_pause.0.as_millis() as i64,
                     recover_ms: 60_000,
+                    probe_timeout_ms: (p.timeout.0.as_millis() as i64) * 2 + 5_000,
                 },
                 poll_rate: p.poll_rate,
                 callbacks,

@@ -678,6 +678,15 @@ impl Config {
                     ));
                 }
             }
+            if p.callback_base_url
+                .as_ref()
+                .is_some_and(|u| u.contains(['?', '#']))
+            {
+                return Err(invalid(
+                    format!("providers.{name}.callback_base_url"),
+                    "must be a base URL without a query or fragment (gengate appends its own path and query)",
+                ));
+            }
             if !(p.poll_rate > 0.0 && p.poll_rate.is_finite()) {
                 return Err(invalid(
                     format!("providers.{name}.poll_rate"),

@@ -603,7 +603,7 @@ async fn each_injected_error_code_maps_to_its_provider_error() {
     let params = json!({"Prompt": "a fox"});
     let table = [
         ("RequestLimitExceeded.JobNumExceed", "back_pressure"),
-        ("RequestLimitExceeded", "back_pressure"),
+        ("RequestLimitExceeded", "rate_limited"),
         ("AuthFailure.SignatureFailure", "unauthorized"),
         ("AuthFailure.SecretIdNotFound", "unauthorized"),
         ("AuthFailure.SignatureExpire", "unauthorized"),
@@ -639,6 +639,7 @@ async fn each_injected_error_code_maps_to_its_provider_error() {
             .unwrap_err();
         let got = match &err {
             ProviderError::BackPressure { .. } => "back_pressure",
+            ProviderError::RateLimited { .. } => "rate_limited",
             ProviderError::Unauthorized { code: c, .. } => {
                 assert_eq!(c, code);
                 "unauthorized"

@@ -351,6 +351,10 @@ async fn every_mapped_code_reaches_the_right_provider_error() {
             assert!(*retry_after >= Duration::from_secs(1));
             "back_pressure"
         }
+        ProviderError::RateLimited { retry_after, .. } => {
+            assert!(*retry_after >= Duration::from_secs(1));
+            "rate_limited"
+        }
         ProviderError::Transient(_) => "transient",
         ProviderError::Ambiguous(_) => "ambiguous",
         ProviderError::Rejected { .. } => "rejected",
@@ -375,7 +379,7 @@ async fn every_mapped_code_reaches_the_right_provider_error() {
         ("1203", "rejected"),
         ("1300", "rejected"),
         ("1301", "rejected"),
-        ("1302", "back_pressure"),
+        ("1302", "rate_limited"),
         ("1303", "back_pressure"),
         ("1304", "unauthorized"),
         ("5000", "transient"),

@@ -353,7 +353,7 @@ async fn injected_business_codes_map_to_what_the_dispatcher_does_next() {
     let mock = Mock::ok().await;
     let rh = mock.adapter();
     let params = workflow_params("a fox");
-    for code in ["421", "415", "814", "1003", "1011", "1520"] {
+    for code in ["421", "415", "814", "1011", "1520"] {
         mock.inject(code).await;
         let err = submit_err(&rh, &params).await;
         assert!(
@@ -361,6 +361,12 @@ async fn injected_business_codes_map_to_what_the_dispatcher_does_next() {
             "{code}: {err:?}"
         );
     }
+    mock.inject("1003").await;
+    let err = submit_err(&rh, &params).await;
+    assert!(
+        matches!(&err, ProviderError::RateLimited { retry_after, .. } if *retry_after == RETRY_AFTER),
+        "1003 is a rate limit, not a full account: {err:?}"
+    );
     for code in ["812", "801"] {
         mock.inject(code).await;
         let err = submit_err(&rh, &params).await;

@@ -25,8 +25,8 @@ pub(super) fn router() -> Router<App> {
     Router::new().route("/v1/callbacks/{provider}", post(callback))
 }
 
+/// Other query parameters are ignored: a provider or proxy may add some.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub(super) struct CallbackQuery {
     task: String,
     token: String,

@@ -22,6 +22,9 @@ pub struct HealthSettings {
     /// After the provider said "full", one slot comes back per this long
     /// without another such answer.
     pub recover_ms: i64,
+    /// A probe whose outcome was never reported (its task was canceled
+    /// before the call, say) stops counting after this long.
+    pub probe_timeout_ms: i64,
 }
 
 /// Why the account takes no work for now.
@@ -63,7 +66,9 @@ pub(crate) struct Health {
     consecutive_failures: u32,
     open_until: Option<i64>,
     cooldown_ms: i64,
-    probe_in_flight: bool,
+    /// When the submission probing a blocked account went out; only a
+    /// submission's outcome (or the timeout) ends it.
+    probe_since: Option<i64>,
     pause: Option<Pause>,
     /// Times the circuit opened and the account paused, for the stats.
     pub(crate) opened: u64,
@@ -96,7 +101,7 @@ impl Health {
             consecutive_failures: 0,
             open_until: None,
             cooldown_ms: s.cooldown_ms,
-            probe_in_flight: false,
+            probe_since: None,
             pause: None,
             opened: 0,
         }
@@ -118,11 +123,14 @@ impl Health {
             .into_iter()
             .chain(self.open_until)
             .max();
+        let probing = self
+            .probe_since
+            .is_some_and(|at| now - at < self.s.probe_timeout_ms);
         match blocked_until {
             None => Gate::Open,
-            Some(until) if now < until || self.probe_in_flight => Gate::Closed,
+            Some(until) if now < until || probing => Gate::Closed,
             Some(_) => {
-                self.probe_in_flight = true;
+                self.probe_since = Some(now);
                 Gate::Probe
             }
         }
@@ -156,20 +164,41 @@ impl Health {
         self.on_answer();
     }
 
-    /// The provider answered (a status, a refusal of the request itself):
-    /// it is reachable.
+    /// The provider answered a submission (refusing the request itself,
+    /// say): it is reachable.
     pub(crate) fn on_answer(&mut self) {
+        self.probe_since = None;
+        self.on_poll_answer();
+    }
+
+    /// The provider answered a status query: it is reachable. Says nothing
+    /// about the account's balance, so a pause stays.
+    pub(crate) fn on_poll_answer(&mut self) {
         self.consecutive_failures = 0;
         self.open_until = None;
         self.cooldown_ms = self.s.cooldown_ms;
-        self.probe_in_flight = false;
     }
 
-    /// A call failed without an answer (unreachable, 5xx, timeout, garbage).
-    /// Returns `true` when this opened the circuit.
+    /// A submission was not made after all (its task was canceled or moved
+    /// between the gate and the call): a probe it was is given back.
+    pub(crate) fn abandon_probe(&mut self) {
+        self.probe_since = None;
+    }
+
+    /// A submission failed without an answer (unreachable, 5xx, timeout,
+    /// garbage). Returns `true` when this opened the circuit.
     pub(crate) fn on_failure(&mut self, now: i64) -> bool {
+        let probe_failed = self.probe_since.take().is_some();
+        self.count_failure(now, probe_failed)
+    }
+
+    /// A status query failed without an answer.
+    pub(crate) fn on_poll_failure(&mut self, now: i64) -> bool {
+        self.count_failure(now, false)
+    }
+
+    fn count_failure(&mut self, now: i64, probe_failed: bool) -> bool {
         self.consecutive_failures += 1;
-        let probe_failed = std::mem::take(&mut self.probe_in_flight);
         let was_open = self.open_until.is_some();
         if probe_failed || self.consecutive_failures >= self.s.failures {
             if was_open {
@@ -238,6 +267,7 @@ mod tests {
             max_cooldown_ms: 4000,
             pause_ms: 10_000,
             recover_ms: 5000,
+            probe_timeout_ms: 20_000,
         }
     }
 
@@ -282,6 +312,20 @@ mod tests {
         assert!(!h.available(9_999));
         assert_eq!(h.view(1).account_problem, Some(AccountProblem::Exhausted));
         assert_eq!(h.gate(10_000, 0), Gate::Probe);
+        h.on_poll_answer();
+        assert_eq!(
+            h.gate(10_001, 0),
+            Gate::Closed,
+            "a poll does not end the probe"
+        );
+        h.abandon_probe();
+        assert_eq!(
+            h.gate(10_002, 0),
+            Gate::Probe,
+            "an abandoned probe is handed out again"
+        );
+        assert_eq!(h.gate(30_001, 0), Gate::Closed);
+        assert_eq!(h.gate(30_002, 0), Gate::Probe, "a lost probe times out");
         h.on_accepted();
         assert_eq!(h.view(10_001).account_problem, None);
         assert_eq!(h.gate(10_001, 0), Gate::Open);

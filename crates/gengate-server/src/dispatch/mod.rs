@@ -119,12 +119,20 @@ impl LatencyWindow {
 const MAX_CONCURRENT_POLLS: usize = 64;
 /// Weight of the newest observation in the latency average.
 const LATENCY_EWMA_ALPHA: f64 = 0.2;
+/// "No such task" answers in a row before a running task's attempt counts
+/// as lost (and is retried as a new, paid submission).
+const NOT_FOUND_STRIKES: u8 = 3;
 /// Progress changes smaller than this are not written to the store.
 const PROGRESS_STEP: f32 = 0.1;
 
 struct Follow {
     provider_task_id: String,
     model: String,
+    /// "No such task" answers in a row: one could be a proxy's 404 or a
+    /// provider's overloaded error code; a retry would pay twice.
+    not_found: u8,
+    /// A callback came while a poll was under way: poll again right after.
+    poke: bool,
     accepted_at: i64,
     interval_ms: u64,
     next_at: i64,
@@ -637,6 +645,8 @@ impl Dispatcher {
             Follow {
                 provider_task_id: pid,
                 model: task.model.clone(),
+                not_found: 0,
+                poke: false,
                 accepted_at,
                 interval_ms: self.inner.settings.poll_initial.as_millis() as u64,
                 next_at: first_poll_at,
@@ -699,6 +709,7 @@ impl Dispatcher {
     /// Gives back a slot taken for a task that then could not be claimed.
     fn release_unclaimed(&self, lane: &Lane, user: UserId) {
         let mut st = lane.lock();
+        st.health.abandon_probe();
         st.in_flight = st.in_flight.saturating_sub(1);
         st.queue.finished(user);
         drop(st);
@@ -872,10 +883,11 @@ impl Dispatcher {
         };
         // The provider call and what follows run in their own task, so a
         // panic in an adapter fails this task instead of leaking its slot.
-        let this = self.clone();
+        let (this, lane2) = (self.clone(), lane.clone());
         let run =
-            tokio::spawn(async move { this.submit_claimed(&lane, task).await }.in_current_span());
+            tokio::spawn(async move { this.submit_claimed(&lane2, task).await }.in_current_span());
         if run.await.is_err_and(|e| e.is_panic()) {
+            lane.lock().health.abandon_probe();
             self.fail_after_panic(&id).await;
         }
     }
@@ -887,6 +899,7 @@ impl Dispatcher {
                 format!("model {} is no longer configured", task.model),
                 false,
             );
+            lane.lock().health.abandon_probe();
             let id = task.id.clone();
             self.transition_retrying(&id, Some(task), |_| {
                 Some(Event::Fail {
@@ -929,10 +942,16 @@ impl Dispatcher {
                 })
                 .await;
             }
-            Err(ProviderError::BackPressure {
-                retry_after,
-                message,
-            }) => {
+            Err(
+                ProviderError::BackPressure {
+                    retry_after,
+                    message,
+                }
+                | ProviderError::RateLimited {
+                    retry_after,
+                    message,
+                },
+            ) => {
                 debug!(task.id = %id, "provider {} at capacity: {message}", lane.name);
                 let not_before = now_ms() + retry_after.as_millis() as i64;
                 self.transition_retrying(&id, Some(task), |t| {
@@ -979,6 +998,9 @@ impl Dispatcher {
                     info!(provider = %lane.name, "provider {} says the account is full; using {} slots until it recovers", lane.name, others.max(1));
                 }
             }
+            // Too fast, not too many: wait (the task was deferred) and keep
+            // the slots.
+            ProviderError::RateLimited { .. } => st.health.on_answer(),
             ProviderError::AccountExhausted { code, message } => {
                 st.health.on_account_problem(
                     now,
@@ -1012,8 +1034,8 @@ impl Dispatcher {
     fn record_poll(&self, lane: &Lane, ok: bool) {
         let mut st = lane.lock();
         if ok {
-            st.health.on_answer();
-        } else if st.health.on_failure(now_ms()) {
+            st.health.on_poll_answer();
+        } else if st.health.on_poll_failure(now_ms()) {
             warn!(provider = %lane.name, "provider {} keeps failing; its circuit opens", lane.name);
         }
     }
@@ -1205,6 +1227,15 @@ impl Dispatcher {
         }
     }
 
+    /// Counts a "no such task" answer for `id`; returns the count in a row.
+    fn count_not_found(&self, lane: &Lane, id: &str) -> u8 {
+        let mut st = lane.lock();
+        st.following.get_mut(id).map_or(NOT_FOUND_STRIKES, |f| {
+            f.not_found = f.not_found.saturating_add(1);
+            f.not_found
+        })
+    }
+
     fn reschedule(&self, lane: &Lane, id: &str, progress: Option<f32>) {
         let mut st = lane.lock();
         let (poll_initial, poll_max) = (
@@ -1230,7 +1261,11 @@ impl Dispatcher {
             .max(spread_ms)
             .max(age_ms / 4)
             .clamp(poll_initial.max(1), poll_max.max(1));
-        f.next_at = now + (f.interval_ms as f64 * jitter()) as i64;
+        f.next_at = if std::mem::take(&mut f.poke) {
+            now + 50
+        } else {
+            now + (f.interval_ms as f64 * jitter()) as i64
+        };
         if let Some(p) = progress {
             f.stored_progress = p;
         }
@@ -1299,11 +1334,17 @@ impl Dispatcher {
         if !hint.is_about(&f.provider_task_id) {
             return false;
         }
-        // Repeated callbacks (a provider that posts every change, or
-        // retries) coalesce: a poll already due soon is not moved.
-        if f.next_at > now + 200 {
-            f.next_at = now;
-            st.timers.push(Reverse((now, id.to_owned())));
+        // Only a finished task is worth asking about now (Kling also posts
+        // "submitted" and "processing"). Repeated callbacks coalesce; one
+        // that comes while a poll is under way gets another poll after it,
+        // since that poll may have asked too early.
+        if hint.finished {
+            if f.next_at > now + 200 {
+                f.next_at = now;
+                st.timers.push(Reverse((now, id.to_owned())));
+            } else {
+                f.poke = true;
+            }
         }
         st.callbacks += 1;
         drop(st);
@@ -1344,11 +1385,10 @@ impl Dispatcher {
             |t: &Task| t.status == Status::Running && t.provider_task_id.as_deref() == Some(pid);
         let result = match state {
             Ok(JobState::Pending { progress }) => {
-                let stored = lane
-                    .lock()
-                    .following
-                    .get(id)
-                    .map_or(0.0, |f| f.stored_progress);
+                let stored = lane.lock().following.get_mut(id).map_or(0.0, |f| {
+                    f.not_found = 0;
+                    f.stored_progress
+                });
                 if progress - stored >= PROGRESS_STEP {
                     let r = self
                         .transition(id, None, |t| {
@@ -1390,6 +1430,12 @@ impl Dispatcher {
             Ok(JobState::Failed { error }) => {
                 info!(task.id = %id, code = %error.code, "task {id} failed at {}: {}", lane.name, error.message);
                 self.fail_attempt(id, pid, error).await
+            }
+            Err(ProviderError::NotFound) if self.count_not_found(lane, id) < NOT_FOUND_STRIKES => {
+                self.inner.metrics.provider_error(&lane.name, "not_found");
+                warn!(task.id = %id, "provider {} says it does not know task {id}; asking again", lane.name);
+                self.reschedule(lane, id, None);
+                Ok(())
             }
             Err(ProviderError::NotFound) => {
                 self.inner.metrics.provider_error(&lane.name, "not_found");
@@ -1560,6 +1606,10 @@ fn classify_failure(e: &ProviderError) -> (&'static str, TaskError) {
         ProviderError::Rejected { code, message } => (
             "rejected",
             TaskError::new("provider_rejected", format!("{code}: {message}"), false),
+        ),
+        ProviderError::RateLimited { message, .. } => (
+            "rate_limited",
+            TaskError::new("provider_busy", message.clone(), true),
         ),
         ProviderError::AccountExhausted { code, message } => (
             "account_exhausted",
