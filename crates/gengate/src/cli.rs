@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gengate_bench::Scenario;
+use gengate_bench::scenario::{Follow, HeaderName, HeaderValue, Mix};
 
 /// gengate: a self-hosted AI generation task gateway.
 #[derive(Debug, Parser)]
@@ -29,6 +31,11 @@ pub(crate) enum Command {
     /// Run a mock provider that speaks a provider's wire protocol, keeps a
     /// ledger at GET /_mock/stats and refuses work beyond its concurrency.
     MockProvider(MockArgs),
+    /// Load-test a gengate (or any HTTP URL): closed loop (-c connections as
+    /// fast as they go) or open loop (--rate, latency corrected for
+    /// coordinated omission); HDR percentiles, status codes, errors, bytes
+    /// per response and, for created tasks, time to result.
+    Bench(Box<BenchArgs>),
 }
 
 /// Where the configuration and the store are.
@@ -111,7 +118,7 @@ pub(crate) struct MockArgs {
     #[arg(long, value_name = "RANGE", default_value = "2s..6s", value_parser = parse_latency)]
     pub(crate) latency: (Duration, Duration),
     /// Share of jobs that fail, 0 to 1.
-    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fail_rate)]
     pub(crate) fail_rate: f64,
     /// Jobs the mock account runs at once; submissions beyond are refused
     /// with 429 like a real provider's account limit.
@@ -119,11 +126,132 @@ pub(crate) struct MockArgs {
     pub(crate) concurrency: u32,
 }
 
+/// The load and what to send, shared by `bench` and `capacity`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct UserArgs {
+    /// Weights of a virtual user's actions in the mixed scenario.
+    #[arg(
+        long,
+        value_name = "MIX",
+        default_value = "create=1,get=2,list=3,gallery=4"
+    )]
+    pub(crate) mix: Mix,
+    /// Mean think time between a virtual user's actions (exponential, capped at 4x).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub(crate) think: Duration,
+    /// How a virtual user follows a task it created until it finishes.
+    #[arg(long, value_name = "HOW", default_value = "poll")]
+    pub(crate) follow: Follow,
+    /// Pause between polls when following by polling.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub(crate) poll_interval: Duration,
+    /// Give up following a created task after this long (counted unfinished).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub(crate) result_timeout: Duration,
+    /// The model of the tasks bench creates.
+    #[arg(long, value_name = "MODEL", default_value = "sim-image")]
+    pub(crate) model: String,
+    /// Admin API key used to make bench users and keys on the target (or
+    /// give it as -H 'Authorization: Bearer …').
+    #[arg(long, value_name = "KEY")]
+    pub(crate) admin_key: Option<String>,
+    /// Request timeout: a request without a full answer by then is a timeout error.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// OS threads generating load [default: one per core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// The server: a gengate's base URL, or any http:// URL for the raw scenario.
+    #[arg(long, value_name = "URL")]
+    pub(crate) target: String,
+    /// What to send [default: raw for a URL with a path or a server that is
+    /// not a gengate; on a gengate, mixed with an admin key, else gallery].
+    #[arg(short = 's', long, value_name = "NAME", value_parser = parse_scenario)]
+    pub(crate) scenario: Option<Scenario>,
+    /// Connections (closed loop), or virtual users in the mixed scenario.
+    #[arg(short = 'c', long, value_name = "N", default_value = "50", value_parser = parse_connections)]
+    pub(crate) connections: usize,
+    /// Open loop: this many requests per second in total, at constant
+    /// intervals, latency measured from each request's planned time (e.g. 5000, 2k).
+    #[arg(short = 'R', long, value_name = "R", value_parser = parse_rate, conflicts_with = "connections")]
+    pub(crate) rate: Option<f64>,
+    /// Connections that carry the open-loop rate.
+    #[arg(long, value_name = "N", default_value = "64", requires = "rate", value_parser = parse_connections)]
+    pub(crate) rate_connections: usize,
+    /// Stop after this long [default: 10s unless --requests is given].
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) duration: Option<Duration>,
+    /// Stop after this many requests (e.g. 100000, 100k).
+    #[arg(short = 'n', long, value_name = "N", value_parser = parse_count)]
+    pub(crate) requests: Option<u64>,
+    /// Add a header to every request, like curl: -H 'Accept-Encoding: gzip'.
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// Print the result as JSON on stdout instead of the readable summary.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also write the result to FILE.md (Markdown) or FILE.html.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Closed loop: pause this long between a connection's requests (0: as
+    /// fast as possible). The mixed scenario uses --think.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub(crate) pause: Duration,
+    /// Distinct users to make on the target [default: one per connection, at most 1000].
+    #[arg(long, value_name = "N", value_parser = parse_connections)]
+    pub(crate) users: Option<usize>,
+    /// Create this many public tasks before the run (data for list and gallery).
+    #[arg(long, value_name = "N", default_value = "0", value_parser = parse_seed)]
+    pub(crate) seed: u64,
+    #[command(flatten)]
+    pub(crate) user: UserArgs,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    gengate_core::units::parse_duration(s)
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    gengate_bench::units::parse_count(s)
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        Ok(0)
+    } else {
+        parse_count(s)
+    }
+}
+
+fn parse_connections(s: &str) -> Result<usize, String> {
+    let n = parse_count(s)?;
+    if n > 1_000_000 {
+        return Err("at most 1M".into());
+    }
+    Ok(n as usize)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    gengate_bench::units::parse_rate(s)
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    s.parse()
+}
+
+fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
+    gengate_bench::scenario::parse_header(s)
+}
+
 fn parse_latency(s: &str) -> Result<(Duration, Duration), String> {
     gengate_core::units::parse_duration_range(s)
 }
 
-fn parse_rate(s: &str) -> Result<f64, String> {
+fn parse_fail_rate(s: &str) -> Result<f64, String> {
     let f: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if (0.0..=1.0).contains(&f) {
         Ok(f)
@@ -152,6 +280,34 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_flags_read_like_wrk_and_oha() {
+        let cli = Cli::try_parse_from([
+            "gengate",
+            "bench",
+            "--target",
+            "http://127.0.0.1:8080/",
+            "-R",
+            "2k",
+            "-d",
+            "30s",
+            "-n",
+            "10k",
+            "-H",
+            "Accept-Encoding: gzip",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Bench(b) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(b.rate, Some(2000.0));
+        assert_eq!(b.duration, Some(Duration::from_secs(30)));
+        assert_eq!(b.requests, Some(10_000));
+        assert_eq!(b.headers.len(), 1);
+        assert!(b.json);
     }
 
     #[test]
@@ -202,6 +358,17 @@ mod tests {
             vec!["gengate", "mock-provider", "--kind", "kling2"],
             vec!["gengate", "serve", "--listen", "nowhere"],
             vec!["gengate", "keys", "create", "--user", "a b"],
+            vec![
+                "gengate",
+                "bench",
+                "--target",
+                "http://x/",
+                "-c",
+                "4",
+                "-R",
+                "10",
+            ],
+            vec!["gengate", "bench", "--target", "http://x/", "-n", "0"],
         ] {
             assert!(
                 Cli::try_parse_from(&bad).is_err(),

@@ -21,10 +21,18 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use cli::{Cli, Command, KeysCommand, LogFormatArg, MockKind, StoreArgs};
+use cli::{BenchArgs, Cli, Command, KeysCommand, LogFormatArg, MockKind, StoreArgs, UserArgs};
+use gengate_bench::BenchOptions;
+use gengate_bench::report;
+use gengate_bench::scenario::UserOptions;
 
 fn main() {
     let cli = Cli::parse();
+    // The load generator runs its own runtimes, one per load thread.
+    let cli = match cli.command {
+        Command::Bench(args) => exit_with(bench(*args)),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -39,6 +47,67 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn exit_with(result: anyhow::Result<()>) -> ! {
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn user_options(u: &UserArgs) -> UserOptions {
+    UserOptions {
+        mix: u.mix,
+        think: u.think,
+        follow: u.follow,
+        poll_interval: u.poll_interval,
+        result_timeout: u.result_timeout,
+        model: u.model.clone(),
+    }
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let opts = BenchOptions {
+        target: args.target,
+        scenario: args.scenario,
+        connections: if args.rate.is_some() {
+            args.rate_connections
+        } else {
+            args.connections
+        },
+        rate: args.rate,
+        duration: args.duration,
+        requests: args.requests,
+        headers: args.headers,
+        admin_key: args.user.admin_key.clone(),
+        threads: args.user.threads.map(usize::from),
+        timeout: args.user.timeout,
+        think: args.pause,
+        user: user_options(&args.user),
+        users: args.users,
+        seed: args.seed,
+        progress: !args.json,
+    };
+    let summary = gengate_bench::bench(&opts)?;
+    let stdout = std::io::stdout();
+    if args.json {
+        report::json(&summary, stdout.lock())?;
+    } else {
+        report::terminal(&summary, stdout.lock())?;
+    }
+    if let Some(path) = &args.report {
+        report::write_file(
+            path,
+            |w| report::markdown(&summary, w),
+            |w| report::html(&summary, w),
+        )
+        .with_context(|| format!("writing the report {}", path.display()))?;
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -65,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(LogFormat::Text, "info")?;
             mock_provider(args).await
         }
+        Command::Bench(_) => unreachable!("bench runs before the runtime starts"),
     }
 }
 
