@@ -108,7 +108,7 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<Summary> {
     if scenario.needs_users() || opts.seed > 0 {
         let n = opts.users.unwrap_or(opts.connections.min(1000)).max(1);
         scenario::block_on(async {
-            setup.ensure_users(n).await?;
+            setup.ensure_users(n, scenario == Scenario::GetTask).await?;
             setup.seed(opts.seed).await
         })
         .with_context(|| format!("preparing {} for the {scenario} scenario", target.url))?;

@@ -664,11 +664,12 @@ impl Setup {
             && matches!(models, Ok((200, ref v)) if v.is_object() || v.is_array())
     }
 
-    /// Makes users until there are `n`, each with a key and one task of its own.
+    /// Makes users until there are `n`, each with a key and, `with_task`,
+    /// one task of its own (for the scenarios that read one).
     ///
     /// # Errors
     /// Without an admin key, or when the target refuses.
-    pub async fn ensure_users(&mut self, n: usize) -> anyhow::Result<()> {
+    pub async fn ensure_users(&mut self, n: usize, with_task: bool) -> anyhow::Result<()> {
         let Some(admin) = self.admin_key.clone() else {
             bail!(
                 "making bench users needs an admin key: --admin-key or -H 'Authorization: Bearer …'"
@@ -691,6 +692,10 @@ impl Setup {
                 .as_str()
                 .context("no key in the answer")?
                 .to_owned();
+            if !with_task {
+                self.users.push(UserKey { key, task_id: None });
+                continue;
+            }
             let (status, t) = self
                 .call(
                     Method::POST,
@@ -736,6 +741,26 @@ impl Setup {
             }
         }
         Ok(())
+    }
+
+    /// The catalog: each model's name and provider.
+    pub async fn models(&self) -> Vec<(String, String)> {
+        let Ok((200, v)) = self.call(Method::GET, "/v1/models", None, None).await else {
+            return Vec::new();
+        };
+        v["data"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|m| {
+                        Some((
+                            m["name"].as_str()?.to_owned(),
+                            m["provider"].as_str()?.to_owned(),
+                        ))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// `GET /v1/admin/stats` (admin key needed).

@@ -218,6 +218,14 @@ pub async fn paced(
 ) {
     match load {
         Load::Closed { think } => {
+            // With think time, spread the connections' first requests over
+            // one think time, as people do not all click at once.
+            if !think.is_zero() {
+                let offset = think.mul_f64(s.index as f64 / s.connections as f64);
+                if !s.sleep(offset).await {
+                    return;
+                }
+            }
             let mut i = 0u64;
             while s.take_slot() {
                 let (op, req) = make(s, i);

@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use gengate_bench::Scenario;
 use gengate_bench::scenario::{Follow, HeaderName, HeaderValue, Mix};
+use gengate_bench::units::{ServerSpec, Slo};
 
 /// gengate: a self-hosted AI generation task gateway.
 #[derive(Debug, Parser)]
@@ -36,6 +37,11 @@ pub(crate) enum Command {
     /// coordinated omission); HDR percentiles, status codes, errors, bytes
     /// per response and, for created tasks, time to result.
     Bench(Box<BenchArgs>),
+    /// Find how many concurrent users a server carries: ramps virtual users
+    /// of the mixed scenario until the SLO breaks, measures CPU, memory,
+    /// bytes, store writes and provider throughput, names the binding limit
+    /// for the server you describe, and answers "N users at once?".
+    Capacity(Box<CapacityArgs>),
 }
 
 /// Where the configuration and the store are.
@@ -209,6 +215,80 @@ pub(crate) struct BenchArgs {
     pub(crate) seed: u64,
     #[command(flatten)]
     pub(crate) user: UserArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CapacityArgs {
+    /// The gengate to measure (its admin key with --admin-key).
+    #[arg(long, value_name = "URL", required_unless_present = "spawn")]
+    pub(crate) target: Option<String>,
+    /// Start a fresh gengate (this binary, sim provider, temporary data dir)
+    /// and measure it; its pid is known, so CPU and memory are measured.
+    #[arg(long, conflicts_with_all = ["target", "server_pid"])]
+    pub(crate) spawn: bool,
+    /// With --spawn: tasks in flight the simulated provider account allows
+    /// (set it to your real account's limit).
+    #[arg(long, value_name = "N", default_value = "4", requires = "spawn", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) provider_concurrency: u32,
+    /// With --spawn: how long the simulated provider takes per task.
+    #[arg(long, value_name = "RANGE", default_value = "2s..6s", requires = "spawn", value_parser = parse_latency_text)]
+    pub(crate) provider_latency: String,
+    /// The server you plan for: cpus, memory, bandwidth, and the memory the
+    /// OS and the database keep (os=, db=).
+    #[arg(long, value_name = "SPEC", default_value = "cpus=4,memory=4GiB,bandwidth=3Mbps", value_parser = parse_server)]
+    pub(crate) server: ServerSpec,
+    /// What must hold: a latency percentile and the share of failed requests.
+    #[arg(long, value_name = "SLO", default_value = "p95=200ms,errors=0.1%", value_parser = parse_slo)]
+    pub(crate) slo: (Slo, String),
+    /// The question: can this many users use it at once?
+    #[arg(long, value_name = "N", default_value = "100", value_parser = parse_connections)]
+    pub(crate) users: usize,
+    /// Confine the server to cores 0..N-1 (taskset) to rehearse a smaller
+    /// box; the load generator takes the remaining cores.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) pin_cpus: Option<u16>,
+    /// The pid of the --target server, to read its CPU and memory from /proc
+    /// (and to pin it with --pin-cpus).
+    #[arg(long, value_name = "PID")]
+    pub(crate) server_pid: Option<u32>,
+    /// Virtual users at the first step; each step doubles them until the SLO breaks.
+    #[arg(long, value_name = "N", default_value = "10", value_parser = parse_connections)]
+    pub(crate) start_users: usize,
+    /// Stop ramping at this many users.
+    #[arg(long, value_name = "N", default_value = "2000", value_parser = parse_connections)]
+    pub(crate) max_users: usize,
+    /// How long each step of the ramp runs.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) step: Duration,
+    /// Ramp these scenarios too (comma-separated; mixed is the one the limits use).
+    #[arg(long, value_name = "NAMES", default_value = "mixed", value_delimiter = ',', value_parser = parse_scenario)]
+    pub(crate) scenarios: Vec<Scenario>,
+    /// Skip the probes after the ramp (idle connections, a burst of creates).
+    #[arg(long)]
+    pub(crate) no_probes: bool,
+    /// Write the report to FILE.md (Markdown) or FILE.html (with SVG charts).
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Add a header to every request: -H 'Name: value'.
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    #[command(flatten)]
+    pub(crate) user: UserArgs,
+}
+
+fn parse_latency_text(s: &str) -> Result<String, String> {
+    parse_latency(s).map(|_| s.to_owned())
+}
+
+fn parse_server(s: &str) -> Result<ServerSpec, String> {
+    gengate_bench::units::parse_server(s)
+}
+
+fn parse_slo(s: &str) -> Result<(Slo, String), String> {
+    gengate_bench::units::parse_slo(s).map(|slo| (slo, s.to_owned()))
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

@@ -21,8 +21,11 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use cli::{BenchArgs, Cli, Command, KeysCommand, LogFormatArg, MockKind, StoreArgs, UserArgs};
+use cli::{
+    BenchArgs, CapacityArgs, Cli, Command, KeysCommand, LogFormatArg, MockKind, StoreArgs, UserArgs,
+};
 use gengate_bench::BenchOptions;
+use gengate_bench::capacity::{CapacityOptions, SpawnOptions};
 use gengate_bench::report;
 use gengate_bench::scenario::UserOptions;
 
@@ -31,6 +34,7 @@ fn main() {
     // The load generator runs its own runtimes, one per load thread.
     let cli = match cli.command {
         Command::Bench(args) => exit_with(bench(*args)),
+        Command::Capacity(args) => exit_with(capacity(*args)),
         command => Cli { command },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -110,6 +114,52 @@ fn bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
+    let spawn = if args.spawn {
+        Some(SpawnOptions {
+            exe: std::env::current_exe().context("finding the gengate binary to start")?,
+            provider_concurrency: args.provider_concurrency,
+            provider_latency: args.provider_latency.clone(),
+        })
+    } else {
+        None
+    };
+    let opts = CapacityOptions {
+        target: args.target,
+        spawn,
+        server: args.server,
+        slo: args.slo.0,
+        slo_text: args.slo.1,
+        pin_cpus: args.pin_cpus.map(usize::from),
+        server_pid: args.server_pid,
+        users: args.users,
+        start_users: args.start_users,
+        max_users: args.max_users,
+        step: args.step,
+        tolerance: 0.1,
+        scenarios: args.scenarios,
+        user: user_options(&args.user),
+        admin_key: args.user.admin_key.clone(),
+        headers: args.headers,
+        threads: args.user.threads.map(usize::from),
+        timeout: args.user.timeout,
+        probes: !args.no_probes,
+    };
+    let report = gengate_bench::capacity::run(&opts)?;
+    let stdout = std::io::stdout();
+    if args.json {
+        report.json(stdout.lock())?;
+    } else {
+        report.terminal(stdout.lock())?;
+    }
+    if let Some(path) = &args.report {
+        report::write_file(path, |w| report.markdown(w), |w| report.html(w))
+            .with_context(|| format!("writing the report {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
@@ -134,7 +184,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(LogFormat::Text, "info")?;
             mock_provider(args).await
         }
-        Command::Bench(_) => unreachable!("bench runs before the runtime starts"),
+        Command::Bench(_) | Command::Capacity(_) => {
+            unreachable!("bench and capacity run before the runtime starts")
+        }
     }
 }
 

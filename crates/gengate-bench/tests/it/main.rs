@@ -3,4 +3,5 @@
 //! module per area. Each run lasts a few seconds at most.
 
 mod bench;
+mod capacity;
 mod servers;

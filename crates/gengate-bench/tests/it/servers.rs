@@ -136,3 +136,18 @@ pub(crate) fn wire_size() -> usize {
     );
     head.len() + BODY.len()
 }
+/// Serves at most `per_sec` requests per second: each answer is given at the
+/// next free slot, 1/`per_sec` after the previous one (a server with a fixed
+/// capacity; beyond it, requests queue).
+pub(crate) fn fixed_capacity(per_sec: f64) -> TestServer {
+    let next: Arc<Mutex<Option<Instant>>> = Arc::default();
+    let gap = Duration::from_secs_f64(1.0 / per_sec);
+    spawn(Box::new(move |_| {
+        let mut next = next.lock().unwrap();
+        let now = Instant::now();
+        let slot = next.map_or(now, |t| t.max(now));
+        *next = Some(slot + gap);
+        drop(next);
+        Box::pin(async move { tokio::time::sleep_until((slot + gap).into()).await })
+    }))
+}

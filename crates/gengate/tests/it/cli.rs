@@ -182,6 +182,24 @@ fn bench_refuses_bad_flags_with_exit_2_naming_the_flag() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(flag), "{args:?} should name {flag}: {err}");
     }
+    for (args, flag) in [
+        (vec!["capacity"], "--target"),
+        (vec!["capacity", "--spawn", "--target", t], "--target"),
+        (
+            vec!["capacity", "--spawn", "--server", "cpus=4,gpus=1"],
+            "--server",
+        ),
+        (vec!["capacity", "--spawn", "--slo", "p95=fast"], "--slo"),
+        (vec!["capacity", "--spawn", "--pin-cpus", "0"], "--pin-cpus"),
+        (
+            vec!["capacity", "--spawn", "--scenarios", "mixed,browse"],
+            "--scenarios",
+        ),
+    ] {
+        let (code, _, err) = run(&args, dir.path());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?} should name {flag}: {err}");
+    }
     // A well-formed command against nobody: a clear error, exit 1.
     let (code, _, err) = run(
         &["bench", "--target", "https://127.0.0.1:9/", "-d", "1s"],
