@@ -392,6 +392,8 @@ pub struct Upgrade {
     pub what: String,
     pub users: f64,
     pub binding: String,
+    /// The limit that would bind next, and at how many users.
+    pub next: Option<(String, f64)>,
 }
 
 /// Each upgrade in turn, evaluated with the same model.
@@ -399,10 +401,18 @@ pub fn upgrades(m: &Measured, server: &ServerSpec) -> Vec<Upgrade> {
     let mut out = Vec::new();
     let mut eval = |what: String, s: &ServerSpec, provider: f64, nodes: f64| {
         let e = evaluate(m, s, provider, nodes);
+        let next = e
+            .limits
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != e.binding)
+            .min_by(|a, b| a.1.users.total_cmp(&b.1.users))
+            .map(|(_, l)| (l.name.clone(), l.users));
         out.push(Upgrade {
             what,
             users: e.users(),
             binding: e.binding_name().to_owned(),
+            next,
         });
     };
     eval("as stated".into(), server, 1.0, 1.0);
@@ -919,7 +929,7 @@ pub fn svg_chart(
             esc(name)
         );
     }
-    for (name, color, points) in series {
+    for (_, color, points) in series {
         let mut pts = points.clone();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         let path: Vec<String> = pts
@@ -939,15 +949,19 @@ pub fn svg_chart(
                 py(*y)
             );
         }
-        if let Some((x, y)) = pts.last() {
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" fill=\"{color}\">{}</text>",
-                px(*x) - 30.0,
-                py(*y) - 6.0,
-                esc(name)
-            );
-        }
+    }
+    for (i, (name, color, _)) in series.iter().enumerate() {
+        // A legend in the top-right corner, one line per series.
+        let y = t + 12.0 + 14.0 * i as f64;
+        let _ = write!(
+            s,
+            "<rect x=\"{}\" y=\"{}\" width=\"10\" height=\"3\" fill=\"{color}\"/><text x=\"{}\" y=\"{}\" fill=\"{color}\">{}</text>",
+            w - r - 70.0,
+            y - 4.0,
+            w - r - 56.0,
+            y,
+            esc(name)
+        );
     }
     s.push_str("</svg>");
     s
@@ -1528,7 +1542,7 @@ pub fn run(opts: &CapacityOptions) -> anyhow::Result<Report> {
             }
         }
         notes.push(format!(
-            "the store probe left {accepted} tasks queued at the provider of the target"
+            "the store probe's {accepted} creates stayed queued on the throwaway server; its memory and disk per task come from them"
         ));
     } else {
         notes.push("the store's write rate is the highest the ramp reached: the create burst that finds the store's own limit runs only on a server capacity starts itself (--spawn), never on a target whose tasks would reach real providers".into());
@@ -1567,8 +1581,14 @@ pub fn run(opts: &CapacityOptions) -> anyhow::Result<Report> {
             .collect::<Vec<_>>()
             .join(", "),
         users_behave: format!(
-            "each user: mix {}, think {:?} on average, follows created tasks by {:?} every {:?}",
-            u.mix, u.think, u.follow, u.poll_interval
+            "each user: mix {}, think {:?} on average, follows created tasks {}",
+            u.mix,
+            u.think,
+            match u.follow {
+                crate::scenario::Follow::Poll => format!("by polling every {:?}", u.poll_interval),
+                crate::scenario::Follow::Wait => "by long polls".into(),
+                crate::scenario::Follow::Sse => "by event stream".into(),
+            }
         ),
         ramps,
         measured,

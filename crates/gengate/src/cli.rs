@@ -266,9 +266,10 @@ pub(crate) struct CapacityArgs {
     /// Skip the probes after the ramp (idle connections, a burst of creates).
     #[arg(long)]
     pub(crate) no_probes: bool,
-    /// Write the report to FILE.md (Markdown) or FILE.html (with SVG charts).
+    /// Write the report to FILE.md (Markdown) or FILE.html (with SVG
+    /// charts); repeat for both.
     #[arg(long, value_name = "FILE")]
-    pub(crate) report: Option<PathBuf>,
+    pub(crate) report: Vec<PathBuf>,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub(crate) json: bool,

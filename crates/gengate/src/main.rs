@@ -152,7 +152,7 @@ fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
     } else {
         report.terminal(stdout.lock())?;
     }
-    if let Some(path) = &args.report {
+    for path in &args.report {
         report::write_file(path, |w| report.markdown(w), |w| report.html(w))
             .with_context(|| format!("writing the report {}", path.display()))?;
         eprintln!("report written to {}", path.display());
