@@ -529,6 +529,10 @@ fn users_text(u: f64) -> String {
     }
 }
 
+fn next_text(next: Option<&(String, f64)>) -> String {
+    next.map_or_else(|| "-".into(), |(n, v)| format!("{n} at {}", users_text(*v)))
+}
+
 impl Report {
     fn server_text(&self) -> String {
         format!(
@@ -601,15 +605,16 @@ impl Report {
         }
         let _ = writeln!(
             o,
-            "\n## Upgrades\n\n| upgrade | users | then bound by |\n|---|---:|---|"
+            "\n## Upgrades\n\n| upgrade | users | bound by | next limit |\n|---|---:|---|---|"
         );
         for u in &self.upgrades {
             let _ = writeln!(
                 o,
-                "| {} | {} | {} |",
+                "| {} | {} | {} | {} |",
                 u.what,
                 users_text(u.users),
-                u.binding
+                u.binding,
+                next_text(u.next.as_ref())
             );
         }
         let m = &self.measured;
@@ -805,10 +810,11 @@ impl Report {
         for u in &self.upgrades {
             writeln!(
                 w,
-                "  {:<52} {:>10} users  (bound by {})",
+                "  {:<52} {:>10} users  (bound by {}; next: {})",
                 u.what,
                 users_text(u.users),
-                u.binding
+                u.binding,
+                next_text(u.next.as_ref())
             )?;
         }
         Ok(())
