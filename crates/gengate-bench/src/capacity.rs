@@ -1342,6 +1342,12 @@ pub fn run(opts: &CapacityOptions) -> anyhow::Result<Report> {
     // Let the server settle before its memory at rest is read.
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = pid.and_then(rss_bytes);
+    // Before the ramp: afterwards the allocator would hand the probe memory
+    // the ramp's connections freed, and the growth would read as nothing.
+    let rss_per_connection = match pid {
+        Some(pid) if opts.probes => probe_connections(&target, pid, 1000).ok(),
+        _ => None,
+    };
     let mut ramps = BTreeMap::new();
     for &scenario in &opts.scenarios {
         eprintln!(
@@ -1489,13 +1495,9 @@ pub fn run(opts: &CapacityOptions) -> anyhow::Result<Report> {
         })
         .unwrap_or_default();
 
-    let mut rss_per_connection = None;
     let mut rss_per_task = None;
     let mut store_bytes_per_task = None;
     if opts.probes {
-        if let Some(pid) = pid {
-            rss_per_connection = probe_connections(&target, pid, 1000, load_threads).ok();
-        }
         eprintln!(
             "probing the store: durable creates for {:?}",
             opts.step.min(Duration::from_secs(5))
@@ -1607,7 +1609,7 @@ pub fn run(opts: &CapacityOptions) -> anyhow::Result<Report> {
 
 /// Opens `n` keep-alive connections, makes one request on each, and
 /// returns the server's RSS growth per connection while they are open.
-fn probe_connections(target: &Target, pid: u32, n: usize, _threads: usize) -> anyhow::Result<f64> {
+fn probe_connections(target: &Target, pid: u32, n: usize) -> anyhow::Result<f64> {
     use crate::client::{Body, Conn};
     let before = rss_bytes(pid).context("no RSS")?;
     let addr = target.addr;
