@@ -882,9 +882,11 @@ pub fn svg_chart(
             "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             l - 4.0,
             py(y) + 4.0,
-            esc(format!("{y:.3}")
-                .trim_end_matches('0')
-                .trim_end_matches('.'))
+            if y_max >= 20.0 {
+                format!("{y:.0}")
+            } else {
+                format!("{y:.2}")
+            }
         );
         let x = x_max_all * f64::from(i) / 4.0;
         let _ = write!(
@@ -911,11 +913,11 @@ pub fn svg_chart(
     for (name, y) in hlines {
         let _ = write!(
             s,
-            "<line x1=\"{l}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#c00\" stroke-dasharray=\"4 3\"/><text x=\"{}\" y=\"{:.1}\" fill=\"#c00\" text-anchor=\"end\">{}</text>",
+            "<line x1=\"{l}\" x2=\"{}\" y1=\"{:.1}\" y2=\"{:.1}\" stroke=\"#c00\" stroke-dasharray=\"4 3\"/><text x=\"{}\" y=\"{:.1}\" fill=\"#c00\">{}</text>",
             w - r,
             py(*y),
             py(*y),
-            w - r,
+            l + 4.0,
             py(*y) - 3.0,
             esc(name)
         );

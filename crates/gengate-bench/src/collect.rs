@@ -253,6 +253,7 @@ impl Summary {
             .sum();
         let attempts = stats.status_counts.values().sum::<u64>() + error_total;
         let per = |bytes: u64, n: u64| if n == 0 { 0.0 } else { bytes as f64 / n as f64 };
+        let all_answers: u64 = stats.ops.values().map(|o| o.answers).sum();
         let operations = stats
             .ops
             .iter()
@@ -261,7 +262,7 @@ impl Summary {
                     (*name).to_owned(),
                     OpSummary {
                         requests: s.answers,
-                        share: per(s.answers, requests),
+                        share: per(s.answers, all_answers),
                         latency_ms: Percentiles::of(&s.latency_us),
                         bytes_per_response: per(s.wire_bytes, s.answers),
                     },
