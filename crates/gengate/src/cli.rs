@@ -6,6 +6,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gengate_bench::Scenario;
+use gengate_bench::scenario::{Follow, HeaderName, HeaderValue, Mix};
+use gengate_bench::units::{ServerSpec, Slo};
 
 /// gengate: a self-hosted AI generation task gateway.
 #[derive(Debug, Parser)]
@@ -29,6 +32,16 @@ pub(crate) enum Command {
     /// Run a mock provider that speaks a provider's wire protocol, keeps a
     /// ledger at GET /_mock/stats and refuses work beyond its concurrency.
     MockProvider(MockArgs),
+    /// Load-test a gengate (or any HTTP URL): closed loop (-c connections as
+    /// fast as they go) or open loop (--rate, latency corrected for
+    /// coordinated omission); HDR percentiles, status codes, errors, bytes
+    /// per response and, for created tasks, time to result.
+    Bench(Box<BenchArgs>),
+    /// Find how many concurrent users a server carries: ramps virtual users
+    /// of the mixed scenario until the SLO breaks, measures CPU, memory,
+    /// bytes, store writes and provider throughput, names the binding limit
+    /// for the server you describe, and answers "N users at once?".
+    Capacity(Box<CapacityArgs>),
 }
 
 /// Where the configuration and the store are.
@@ -117,7 +130,7 @@ pub(crate) struct MockArgs {
     #[arg(long, value_name = "RANGE", default_value = "2s..6s", value_parser = parse_latency)]
     pub(crate) latency: (Duration, Duration),
     /// Share of jobs that fail, 0 to 1.
-    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fail_rate)]
     pub(crate) fail_rate: f64,
     /// Jobs the mock account runs at once; submissions beyond are refused
     /// with 429 like a real provider's account limit.
@@ -129,20 +142,20 @@ pub(crate) struct MockArgs {
     #[arg(long, value_name = "C", required_if_eq_any = [("kind", "runninghub"), ("kind", "hunyuan"), ("kind", "kling")])]
     pub(crate) credentials: Option<String>,
     /// Share of callbacks (webhooks) never sent, 0 to 1.
-    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fail_rate)]
     pub(crate) drop_webhooks: f64,
     /// Share of API answers held back for --slow-delay after the request took
     /// effect, 0 to 1.
-    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fail_rate)]
     pub(crate) slow: f64,
     /// How long a slow answer is held back.
     #[arg(long, value_name = "DURATION", default_value = "35s", value_parser = parse_duration)]
     pub(crate) slow_delay: Duration,
     /// Share of API answers replaced by an HTML page with status 200, 0 to 1.
-    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fail_rate)]
     pub(crate) garbage: f64,
     /// Share of API requests answered 502 without taking effect, 0 to 1.
-    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_rate)]
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = parse_fail_rate)]
     pub(crate) error_rate: f64,
     /// Output URLs stop working this long after their job finished.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -174,11 +187,203 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     gengate_core::units::parse_duration(s)
 }
 
+/// The load and what to send, shared by `bench` and `capacity`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct UserArgs {
+    /// Weights of a virtual user's actions in the mixed scenario.
+    #[arg(
+        long,
+        value_name = "MIX",
+        default_value = "create=1,get=2,list=3,gallery=4"
+    )]
+    pub(crate) mix: Mix,
+    /// Mean think time between a virtual user's actions (exponential, capped at 4x).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
+    pub(crate) think: Duration,
+    /// How a virtual user follows a task it created until it finishes.
+    #[arg(long, value_name = "HOW", default_value = "poll")]
+    pub(crate) follow: Follow,
+    /// Pause between polls when following by polling.
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    pub(crate) poll_interval: Duration,
+    /// Give up following a created task after this long (counted unfinished).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub(crate) result_timeout: Duration,
+    /// The model of the tasks bench creates.
+    #[arg(long, value_name = "MODEL", default_value = "sim-image")]
+    pub(crate) model: String,
+    /// Admin API key used to make bench users and keys on the target (or
+    /// give it as -H 'Authorization: Bearer …').
+    #[arg(long, value_name = "KEY")]
+    pub(crate) admin_key: Option<String>,
+    /// Request timeout: a request without a full answer by then is a timeout error.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    pub(crate) timeout: Duration,
+    /// OS threads generating load [default: one per core].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) threads: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BenchArgs {
+    /// The server: a gengate's base URL, or any http:// URL for the raw scenario.
+    #[arg(long, value_name = "URL")]
+    pub(crate) target: String,
+    /// What to send [default: raw for a URL with a path or a server that is
+    /// not a gengate; on a gengate, mixed with an admin key, else gallery].
+    #[arg(short = 's', long, value_name = "NAME", value_parser = parse_scenario)]
+    pub(crate) scenario: Option<Scenario>,
+    /// Connections (closed loop), or virtual users in the mixed scenario.
+    #[arg(short = 'c', long, value_name = "N", default_value = "50", value_parser = parse_connections)]
+    pub(crate) connections: usize,
+    /// Open loop: this many requests per second in total, at constant
+    /// intervals, latency measured from each request's planned time (e.g. 5000, 2k).
+    #[arg(short = 'R', long, value_name = "R", value_parser = parse_rate, conflicts_with = "connections")]
+    pub(crate) rate: Option<f64>,
+    /// Connections that carry the open-loop rate.
+    #[arg(long, value_name = "N", default_value = "64", requires = "rate", value_parser = parse_connections)]
+    pub(crate) rate_connections: usize,
+    /// Stop after this long [default: 10s unless --requests is given].
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
+    pub(crate) duration: Option<Duration>,
+    /// Stop after this many requests (e.g. 100000, 100k).
+    #[arg(short = 'n', long, value_name = "N", value_parser = parse_count)]
+    pub(crate) requests: Option<u64>,
+    /// Add a header to every request, like curl: -H 'Accept-Encoding: gzip'.
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    /// Print the result as JSON on stdout instead of the readable summary.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Also write the result to FILE.md (Markdown) or FILE.html.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Option<PathBuf>,
+    /// Closed loop: pause this long between a connection's requests (0: as
+    /// fast as possible). The mixed scenario uses --think.
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_duration)]
+    pub(crate) pause: Duration,
+    /// Distinct users to make on the target [default: one per connection, at most 1000].
+    #[arg(long, value_name = "N", value_parser = parse_connections)]
+    pub(crate) users: Option<usize>,
+    /// Create this many public tasks before the run (data for list and gallery).
+    #[arg(long, value_name = "N", default_value = "0", value_parser = parse_seed)]
+    pub(crate) seed: u64,
+    #[command(flatten)]
+    pub(crate) user: UserArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CapacityArgs {
+    /// The gengate to measure (its admin key with --admin-key).
+    #[arg(long, value_name = "URL", required_unless_present = "spawn")]
+    pub(crate) target: Option<String>,
+    /// Start a fresh gengate (this binary, sim provider, temporary data dir)
+    /// and measure it; its pid is known, so CPU and memory are measured.
+    #[arg(long, conflicts_with_all = ["target", "server_pid"])]
+    pub(crate) spawn: bool,
+    /// With --spawn: tasks in flight the simulated provider account allows
+    /// (set it to your real account's limit).
+    #[arg(long, value_name = "N", default_value = "4", requires = "spawn", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) provider_concurrency: u32,
+    /// With --spawn: how long the simulated provider takes per task.
+    #[arg(long, value_name = "RANGE", default_value = "2s..6s", requires = "spawn", value_parser = parse_latency_text)]
+    pub(crate) provider_latency: String,
+    /// The server you plan for: cpus, memory, bandwidth, and the memory the
+    /// OS and the database keep (os=, db=).
+    #[arg(long, value_name = "SPEC", default_value = "cpus=4,memory=4GiB,bandwidth=3Mbps", value_parser = parse_server)]
+    pub(crate) server: ServerSpec,
+    /// What must hold: a latency percentile and the share of failed requests.
+    #[arg(long, value_name = "SLO", default_value = "p95=200ms,errors=0.1%", value_parser = parse_slo)]
+    pub(crate) slo: (Slo, String),
+    /// The question: can this many users use it at once?
+    #[arg(long, value_name = "N", default_value = "100", value_parser = parse_connections)]
+    pub(crate) users: usize,
+    /// Confine the server to cores 0..N-1 (taskset) to rehearse a smaller
+    /// box; the load generator takes the remaining cores.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) pin_cpus: Option<u16>,
+    /// The pid of the --target server, to read its CPU and memory from /proc
+    /// (and to pin it with --pin-cpus).
+    #[arg(long, value_name = "PID")]
+    pub(crate) server_pid: Option<u32>,
+    /// Virtual users at the first step; each step doubles them until the SLO breaks.
+    #[arg(long, value_name = "N", default_value = "10", value_parser = parse_connections)]
+    pub(crate) start_users: usize,
+    /// Stop ramping at this many users.
+    #[arg(long, value_name = "N", default_value = "2000", value_parser = parse_connections)]
+    pub(crate) max_users: usize,
+    /// How long each step of the ramp runs.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub(crate) step: Duration,
+    /// Ramp these scenarios too (comma-separated; mixed is the one the limits use).
+    #[arg(long, value_name = "NAMES", default_value = "mixed", value_delimiter = ',', value_parser = parse_scenario)]
+    pub(crate) scenarios: Vec<Scenario>,
+    /// Skip the probes after the ramp (idle connections, a burst of creates).
+    #[arg(long)]
+    pub(crate) no_probes: bool,
+    /// Write the report to FILE.md (Markdown) or FILE.html (with SVG
+    /// charts); repeat for both.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) report: Vec<PathBuf>,
+    /// Print the report as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Add a header to every request: -H 'Name: value'.
+    #[arg(short = 'H', long = "header", value_name = "'NAME: VALUE'", value_parser = parse_header)]
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    #[command(flatten)]
+    pub(crate) user: UserArgs,
+}
+
+fn parse_latency_text(s: &str) -> Result<String, String> {
+    parse_latency(s).map(|_| s.to_owned())
+}
+
+fn parse_server(s: &str) -> Result<ServerSpec, String> {
+    gengate_bench::units::parse_server(s)
+}
+
+fn parse_slo(s: &str) -> Result<(Slo, String), String> {
+    gengate_bench::units::parse_slo(s).map(|slo| (slo, s.to_owned()))
+}
+
+fn parse_count(s: &str) -> Result<u64, String> {
+    gengate_bench::units::parse_count(s)
+}
+
+fn parse_seed(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        Ok(0)
+    } else {
+        parse_count(s)
+    }
+}
+
+fn parse_connections(s: &str) -> Result<usize, String> {
+    let n = parse_count(s)?;
+    if n > 1_000_000 {
+        return Err("at most 1M".into());
+    }
+    Ok(n as usize)
+}
+
+fn parse_rate(s: &str) -> Result<f64, String> {
+    gengate_bench::units::parse_rate(s)
+}
+
+fn parse_scenario(s: &str) -> Result<Scenario, String> {
+    s.parse()
+}
+
+fn parse_header(s: &str) -> Result<(HeaderName, HeaderValue), String> {
+    gengate_bench::scenario::parse_header(s)
+}
+
 fn parse_latency(s: &str) -> Result<(Duration, Duration), String> {
     gengate_core::units::parse_duration_range(s)
 }
 
-fn parse_rate(s: &str) -> Result<f64, String> {
+fn parse_fail_rate(s: &str) -> Result<f64, String> {
     let f: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
     if (0.0..=1.0).contains(&f) {
         Ok(f)
@@ -207,6 +412,34 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bench_flags_read_like_wrk_and_oha() {
+        let cli = Cli::try_parse_from([
+            "gengate",
+            "bench",
+            "--target",
+            "http://127.0.0.1:8080/",
+            "-R",
+            "2k",
+            "-d",
+            "30s",
+            "-n",
+            "10k",
+            "-H",
+            "Accept-Encoding: gzip",
+            "--json",
+        ])
+        .unwrap();
+        let Command::Bench(b) = cli.command else {
+            panic!("wrong command")
+        };
+        assert_eq!(b.rate, Some(2000.0));
+        assert_eq!(b.duration, Some(Duration::from_secs(30)));
+        assert_eq!(b.requests, Some(10_000));
+        assert_eq!(b.headers.len(), 1);
+        assert!(b.json);
     }
 
     #[test]
@@ -257,6 +490,17 @@ mod tests {
             vec!["gengate", "mock-provider", "--kind", "kling2"],
             vec!["gengate", "serve", "--listen", "nowhere"],
             vec!["gengate", "keys", "create", "--user", "a b"],
+            vec![
+                "gengate",
+                "bench",
+                "--target",
+                "http://x/",
+                "-c",
+                "4",
+                "-R",
+                "10",
+            ],
+            vec!["gengate", "bench", "--target", "http://x/", "-n", "0"],
         ] {
             assert!(
                 Cli::try_parse_from(&bad).is_err(),

@@ -21,11 +21,23 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use cli::{Cli, Command, KeysCommand, LogFormatArg, MockKind, StoreArgs};
+use cli::{
+    BenchArgs, CapacityArgs, Cli, Command, KeysCommand, LogFormatArg, MockKind, StoreArgs, UserArgs,
+};
+use gengate_bench::BenchOptions;
+use gengate_bench::capacity::{CapacityOptions, SpawnOptions};
+use gengate_bench::report;
+use gengate_bench::scenario::UserOptions;
 
 fn main() {
     let cli = Cli::parse();
     cli::check(&cli);
+    // The load generator runs its own runtimes, one per load thread.
+    let cli = match cli.command {
+        Command::Bench(args) => exit_with(bench(*args)),
+        Command::Capacity(args) => exit_with(capacity(*args)),
+        command => Cli { command },
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,6 +52,113 @@ fn main() {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+fn exit_with(result: anyhow::Result<()>) -> ! {
+    match result {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn user_options(u: &UserArgs) -> UserOptions {
+    UserOptions {
+        mix: u.mix,
+        think: u.think,
+        follow: u.follow,
+        poll_interval: u.poll_interval,
+        result_timeout: u.result_timeout,
+        model: u.model.clone(),
+    }
+}
+
+fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    let opts = BenchOptions {
+        target: args.target,
+        scenario: args.scenario,
+        connections: if args.rate.is_some() {
+            args.rate_connections
+        } else {
+            args.connections
+        },
+        rate: args.rate,
+        duration: args.duration,
+        requests: args.requests,
+        headers: args.headers,
+        admin_key: args.user.admin_key.clone(),
+        threads: args.user.threads.map(usize::from),
+        timeout: args.user.timeout,
+        think: args.pause,
+        user: user_options(&args.user),
+        users: args.users,
+        seed: args.seed,
+        progress: !args.json,
+    };
+    let summary = gengate_bench::bench(&opts)?;
+    let stdout = std::io::stdout();
+    if args.json {
+        report::json(&summary, stdout.lock())?;
+    } else {
+        report::terminal(&summary, stdout.lock())?;
+    }
+    if let Some(path) = &args.report {
+        report::write_file(
+            path,
+            |w| report::markdown(&summary, w),
+            |w| report::html(&summary, w),
+        )
+        .with_context(|| format!("writing the report {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn capacity(args: CapacityArgs) -> anyhow::Result<()> {
+    let spawn = if args.spawn {
+        Some(SpawnOptions {
+            exe: std::env::current_exe().context("finding the gengate binary to start")?,
+            provider_concurrency: args.provider_concurrency,
+            provider_latency: args.provider_latency.clone(),
+        })
+    } else {
+        None
+    };
+    let opts = CapacityOptions {
+        target: args.target,
+        spawn,
+        server: args.server,
+        slo: args.slo.0,
+        slo_text: args.slo.1,
+        pin_cpus: args.pin_cpus.map(usize::from),
+        server_pid: args.server_pid,
+        users: args.users,
+        start_users: args.start_users,
+        max_users: args.max_users,
+        step: args.step,
+        tolerance: 0.1,
+        scenarios: args.scenarios,
+        user: user_options(&args.user),
+        admin_key: args.user.admin_key.clone(),
+        headers: args.headers,
+        threads: args.user.threads.map(usize::from),
+        timeout: args.user.timeout,
+        probes: !args.no_probes,
+    };
+    let report = gengate_bench::capacity::run(&opts)?;
+    let stdout = std::io::stdout();
+    if args.json {
+        report.json(stdout.lock())?;
+    } else {
+        report.terminal(stdout.lock())?;
+    }
+    for path in &args.report {
+        report::write_file(path, |w| report.markdown(w), |w| report.html(w))
+            .with_context(|| format!("writing the report {}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
+    Ok(())
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -65,6 +184,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::MockProvider(args) => {
             init_logging(LogFormat::Text, "info")?;
             mock_provider(args).await
+        }
+        Command::Bench(_) | Command::Capacity(_) => {
+            unreachable!("bench and capacity run before the runtime starts")
         }
     }
 }

@@ -17,7 +17,7 @@ use crate::app::App;
         super::events::task_events, super::events::user_events,
         super::webhooks::secret, super::webhooks::deliveries,
         super::catalog::list_models, super::catalog::gallery,
-        super::admin::stats, super::callbacks::callback,
+        super::admin::stats, super::admin::create_key, super::callbacks::callback,
     ),
     modifiers(&BearerAuth),
 )]

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gengate_store::{Caller, Store};
+use gengate_core::Role;
+use gengate_store::{Caller, KeyInfo, Store};
 
 use super::ServiceError;
 use crate::keys;
@@ -63,5 +64,37 @@ impl AuthService {
             }
         };
         caller.ok_or(ServiceError::Unauthenticated)
+    }
+
+    /// Makes a key for `user_name` (the user is created on first use) and
+    /// returns what is stored about it with the secret, which exists only in
+    /// this answer.
+    ///
+    /// # Errors
+    /// [`ServiceError::Invalid`] for a user name that is not 1..64 characters
+    /// of letters, digits, `-_.@` (the rule `gengate keys create` applies).
+    pub async fn create_key(
+        &self,
+        user_name: &str,
+        role: Role,
+    ) -> Result<(KeyInfo, String), ServiceError> {
+        let valid = !user_name.is_empty()
+            && user_name.len() <= 64
+            && user_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+        if !valid {
+            return Err(ServiceError::Invalid {
+                code: "invalid_request",
+                field: "user".into(),
+                message: "user must be 1..64 characters of letters, digits, - _ . @".into(),
+            });
+        }
+        let key = keys::generate();
+        let info = self
+            .store
+            .create_key(user_name, role, &key.hash, &key.prefix, crate::now_ms())
+            .await?;
+        Ok((info, key.secret))
     }
 }

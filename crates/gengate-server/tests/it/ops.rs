@@ -192,3 +192,60 @@ async fn silent_and_slow_connections_are_closed_at_the_idle_timeout() {
     let r = app.client.get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn an_admin_makes_a_user_key_over_http_and_it_works_once_shown() {
+    let app = spawn_app().await;
+    let post = |key: &str, body: Value| {
+        app.client
+            .post(app.url("/v1/admin/keys"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    let made = read(
+        post(&app.admin_key, serde_json::json!({"user": "bench-1"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.body["user"], "bench-1");
+    assert_eq!(made.body["role"], "user");
+    let key = made.body["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with(made.body["prefix"].as_str().unwrap()));
+    let created = app
+        .post_task_as(&key, &prompt("from a new key"), None)
+        .await;
+    assert_eq!(created.status, 202);
+    let stats = app.get_as(&key, "/v1/admin/stats").await;
+    assert_eq!(stats.status, 403, "a user key is not an admin key");
+
+    let refused = read(
+        post(&key, serde_json::json!({"user": "mallory"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (refused.status, refused.error().0.as_str()),
+        (403, "forbidden")
+    );
+    let bad = read(
+        post(&app.admin_key, serde_json::json!({"user": "a b"}))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((bad.status, bad.error().1.as_deref()), (422, Some("user")));
+    let bad = read(
+        post(
+            &app.admin_key,
+            serde_json::json!({"user": "ok", "role": "root"}),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!((bad.status, bad.error().1.as_deref()), (422, Some("role")));
+}

@@ -10,6 +10,7 @@ fn help_is_there_for_every_subcommand_and_bad_flags_exit_2() {
         vec!["serve", "--help"],
         vec!["keys", "create", "--help"],
         vec!["mock-provider", "--help"],
+        vec!["bench", "--help"],
     ] {
         let (code, out, _) = run(&args, dir.path());
         assert_eq!(code, 0, "{args:?}");
@@ -187,4 +188,65 @@ fn sigterm_drains_and_exits_cleanly_with_everything_durable() {
         }
         panic!("task {id} did not finish after the restart");
     });
+}
+
+#[test]
+fn bench_refuses_bad_flags_with_exit_2_naming_the_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = "http://127.0.0.1:9/";
+    for (args, flag) in [
+        (
+            vec!["bench", "--target", t, "-c", "10", "--rate", "100"],
+            "--rate",
+        ),
+        (
+            vec!["bench", "--target", t, "--duration", "soon"],
+            "--duration",
+        ),
+        (
+            vec!["bench", "--target", t, "--requests", "10x"],
+            "--requests",
+        ),
+        (vec!["bench", "--target", t, "--rate", "0"], "--rate"),
+        (
+            vec!["bench", "--target", t, "--scenario", "browse"],
+            "--scenario",
+        ),
+        (vec!["bench", "--target", t, "-H", "no colon"], "--header"),
+        (vec!["bench", "--target", t, "--mix", "create=x"], "--mix"),
+        (
+            vec!["bench", "--target", t, "--rate-connections", "8"],
+            "--rate",
+        ),
+        (vec!["bench", "-c", "10"], "--target"),
+    ] {
+        let (code, _, err) = run(&args, dir.path());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?} should name {flag}: {err}");
+    }
+    for (args, flag) in [
+        (vec!["capacity"], "--target"),
+        (vec!["capacity", "--spawn", "--target", t], "--target"),
+        (
+            vec!["capacity", "--spawn", "--server", "cpus=4,gpus=1"],
+            "--server",
+        ),
+        (vec!["capacity", "--spawn", "--slo", "p95=fast"], "--slo"),
+        (vec!["capacity", "--spawn", "--pin-cpus", "0"], "--pin-cpus"),
+        (
+            vec!["capacity", "--spawn", "--scenarios", "mixed,browse"],
+            "--scenarios",
+        ),
+    ] {
+        let (code, _, err) = run(&args, dir.path());
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(flag), "{args:?} should name {flag}: {err}");
+    }
+    // A well-formed command against nobody: a clear error, exit 1.
+    let (code, _, err) = run(
+        &["bench", "--target", "https://127.0.0.1:9/", "-d", "1s"],
+        dir.path(),
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("https"), "{err}");
 }
