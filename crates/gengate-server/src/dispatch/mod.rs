@@ -237,6 +237,10 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "called once, from app::build, with the parts it has built"
+    )]
     pub fn new(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,

@@ -43,6 +43,10 @@ pub struct S3Settings {
 }
 
 /// A storage backend.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one backend per process, built once: its size does not matter"
+)]
 pub enum Backend {
     Local {
         dir: PathBuf,
