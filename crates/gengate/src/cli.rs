@@ -26,6 +26,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage stored results (the `[media]` backend).
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
+    },
     /// Run a mock provider that speaks a provider's wire protocol, keeps a
     /// ledger at GET /_mock/stats and refuses work beyond its concurrency.
     MockProvider(MockArgs),
@@ -88,6 +93,20 @@ pub(crate) enum KeysCommand {
         /// Key id (e.g. 3) or prefix (e.g. gg_AbCd1234).
         #[arg(value_name = "KEY")]
         key: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MediaCommand {
+    /// Delete stored objects no task refers to (deleted tasks, copies of
+    /// tasks canceled while storing) and, with media.retention set,
+    /// originals of tasks finished longer ago (thumbnails stay).
+    Gc {
+        /// List what would be deleted without deleting it.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -189,6 +208,30 @@ mod tests {
     }
 
     #[test]
+    fn media_gc_takes_the_store_flags() {
+        let cli = Cli::try_parse_from([
+            "gengate",
+            "media",
+            "gc",
+            "--dry-run",
+            "--data-dir",
+            "/tmp/x",
+        ])
+        .unwrap();
+        let Command::Media {
+            command: MediaCommand::Gc { dry_run, store },
+        } = cli.command
+        else {
+            panic!("wrong command")
+        };
+        assert!(dry_run);
+        assert_eq!(
+            store.data_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/x"))
+        );
+    }
+
+    #[test]
     fn flags_parse_and_bad_values_are_refused() {
         let cli = Cli::try_parse_from([
             "gengate",
@@ -236,6 +279,8 @@ mod tests {
             vec!["gengate", "mock-provider", "--kind", "kling2"],
             vec!["gengate", "serve", "--listen", "nowhere"],
             vec!["gengate", "keys", "create", "--user", "a b"],
+            vec!["gengate", "media", "gc", "--dry-run=maybe"],
+            vec!["gengate", "media"],
         ] {
             assert!(
                 Cli::try_parse_from(&bad).is_err(),

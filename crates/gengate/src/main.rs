@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
-use cli::{Cli, Command, KeysCommand, LogFormatArg, MockKind, StoreArgs};
+use cli::{Cli, Command, KeysCommand, LogFormatArg, MediaCommand, MockKind, StoreArgs};
 
 fn main() {
     let cli = Cli::parse();
@@ -60,6 +60,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys { command } => {
             init_logging(LogFormat::Text, "warn")?;
             keys_command(command).await
+        }
+        Command::Media { command } => {
+            init_logging(LogFormat::Text, "warn")?;
+            media_command(command).await
         }
         Command::MockProvider(args) => {
             init_logging(LogFormat::Text, "info")?;
@@ -196,6 +200,43 @@ async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn media_command(command: MediaCommand) -> anyhow::Result<()> {
+    match command {
+        MediaCommand::Gc { dry_run, store } => {
+            let cfg = load_config(&store)?;
+            let db = open_store(&cfg).await?;
+            let public_url = cfg.public_url(cfg.server.listen);
+            let media = app::media(&cfg, &public_url)?;
+            let retention_ms = cfg.media.retention.map(|d| d.0.as_millis() as i64);
+            let report =
+                gengate_server::media::gc::collect(&*db, &media, retention_ms, now_ms(), dry_run)
+                    .await?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for key in &report.orphaned {
+                println!("{verb} orphan {key}");
+            }
+            for key in &report.expired {
+                println!("{verb} expired original {key}");
+            }
+            println!(
+                "scanned {} objects: {} orphaned, {} past retention{}",
+                report.scanned,
+                report.orphaned.len(),
+                report.expired.len(),
+                if report.failed > 0 {
+                    format!(", {} could not be deleted", report.failed)
+                } else {
+                    String::new()
+                }
+            );
+            if report.failed > 0 {
+                anyhow::bail!("{} objects could not be deleted", report.failed);
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn mock_provider(args: cli::MockArgs) -> anyhow::Result<()> {

@@ -6,8 +6,10 @@
 //! and how it is streamed (one chunk in memory, or one S3 part).
 
 pub mod backend;
+pub mod gc;
 pub mod guard;
 pub mod sniff;
+pub mod thumb;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -225,6 +227,13 @@ impl Media {
         };
         let mut hasher = Sha256::new();
         let mut total: u64 = 0;
+        // Images small enough are kept for their thumbnail; anything larger
+        // (and every video) only streams through.
+        let mut for_thumb: Option<Vec<u8>> = (thumb::wanted(actual)
+            && source
+                .declared_len()
+                .is_none_or(|n| n <= thumb::MAX_INPUT_BYTES))
+        .then(Vec::new);
         let mut pending = Some(bytes::Bytes::from(head));
         let result: Result<(), CopyError> = async {
             loop {
@@ -242,6 +251,13 @@ impl Media {
                     )));
                 }
                 hasher.update(&chunk);
+                if let Some(buf) = for_thumb.as_mut() {
+                    if (buf.len() + chunk.len()) as u64 > thumb::MAX_INPUT_BYTES {
+                        for_thumb = None;
+                    } else {
+                        buf.extend_from_slice(&chunk);
+                    }
+                }
                 if let Some(w) = writer.as_mut() {
                     w.write(&chunk).await?;
                 }
@@ -259,6 +275,10 @@ impl Media {
             (Ok(()), None) => {}
         }
         let sha256 = hex(&hasher.finalize());
+        let thumbnail_url = match for_thumb {
+            Some(bytes) => self.store_thumbnail(task, &key, bytes).await?,
+            None => out.thumbnail_url.clone(),
+        };
         tracing::debug!(task.id = %task.id, size_bytes = total, key = %key, "stored output {index} of task {}", task.id);
         Ok(Output {
             url: self.backend.public_url(&key),
@@ -267,8 +287,36 @@ impl Media {
             expires_at: None,
             key: Some(key),
             sha256: Some(sha256),
-            thumbnail_url: out.thumbnail_url.clone(),
+            thumbnail_url,
         })
+    }
+
+    /// Renders and stores the thumbnail of an image output; an image that
+    /// cannot be rendered simply gets none.
+    async fn store_thumbnail(
+        &self,
+        task: &Task,
+        key: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Option<String>, CopyError> {
+        let rendered = tokio::task::spawn_blocking(move || thumb::render(&bytes))
+            .await
+            .map_err(|e| CopyError::Transient(format!("thumbnail task: {e}")))?;
+        let jpeg = match rendered {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(task.id = %task.id, "no thumbnail for {key}: {e}");
+                return Ok(None);
+            }
+        };
+        let tkey = thumb_key(key);
+        let mut w = self.backend.writer(&tkey, "image/jpeg").await?;
+        if let Err(e) = w.write(&jpeg).await {
+            w.abort().await;
+            return Err(e.into());
+        }
+        w.finish().await?;
+        Ok(Some(self.backend.public_url(&tkey)))
     }
 
     /// Opens the provider's URL, following redirects by hand so that each

@@ -313,9 +313,12 @@ async fn outputs_from_an_http_provider_are_copied_and_served_with_ranges_and_eta
 }
 
 #[tokio::test]
-async fn in_process_sim_outputs_are_recorded_in_place() {
+async fn in_process_sim_outputs_are_recorded_in_place_with_a_thumbnail() {
     let app = spawn_app().await;
-    let id = app.post_task(&prompt("a fox")).await.id();
+    let id = app
+        .post_task(&json!({"model": "sim-image", "input": {"prompt": "a fox"}, "public": true}))
+        .await
+        .id();
     app.dispatch_until_idle().await;
     let t = app.get_task(&id).await;
     assert_eq!(t.status_text(), "succeeded", "{}", t.body);
@@ -534,6 +537,8 @@ async fn delete_removes_a_finished_task_and_its_media() {
     assert_eq!(del(app.user_key.clone(), id.clone()).await, 204);
     assert_eq!(app.get_task(&id).await.status, 404);
     assert_eq!(app.client.get(&url).send().await.unwrap().status(), 404);
+    let thumb = t.body["outputs"][0]["thumbnail_url"].as_str().unwrap();
+    assert_eq!(app.client.get(thumb).send().await.unwrap().status(), 404);
     let gallery = app.get_as(&app.user_key, "/v1/gallery").await;
     assert_eq!(
         gallery.body["data"].as_array().map(Vec::len),
