@@ -9,9 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MB="${1:-300}"
 S3_URL="${2:-${TEST_S3_URL:-http://127.0.0.1:5055}}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p gengate-server --example media_copy
-BIN="$CARGO_TARGET_DIR/release/examples/media_copy"
+TARGET=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+BIN="$TARGET/release/examples/media_copy"
 WORK=$(mktemp -d)
 PIDS=()
 trap 'kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
