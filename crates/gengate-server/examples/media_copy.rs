@@ -54,6 +54,7 @@ async fn run(name: &str, backend: Backend, url: &str, dir: &std::path::Path) -> 
             allowed_hosts: Vec::new(),
             provider_hosts: Default::default(),
             fetch_timeout: Duration::from_secs(600),
+            in_place_providers: Vec::new(),
         },
         dir.to_owned(),
         "http://bench.invalid/media".into(),

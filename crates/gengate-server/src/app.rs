@@ -264,6 +264,12 @@ pub fn media(cfg: &Config, public_url: &str) -> anyhow::Result<Media> {
             allowed_hosts: m.allowed_hosts.clone(),
             provider_hosts,
             fetch_timeout: m.fetch_timeout.0,
+            in_place_providers: cfg
+                .providers
+                .iter()
+                .filter(|(_, p)| p.kind == ProviderKind::Sim && p.base_url.is_none())
+                .map(|(name, _)| name.clone())
+                .collect(),
         },
         cfg.media_dir(),
         format!("{public_url}/media"),

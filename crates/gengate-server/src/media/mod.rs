@@ -42,6 +42,11 @@ pub struct Settings {
     pub provider_hosts: HashMap<String, Vec<String>>,
     /// Timeout of one fetch, from request to last byte.
     pub fetch_timeout: Duration,
+    /// Provider entries whose outputs are files in this server's own media
+    /// directory (the in-process simulator). Only their URLs are read from
+    /// disk: another provider naming one of our URLs must not get a copy
+    /// of someone else's file.
+    pub in_place_providers: Vec<String>,
 }
 
 /// Why one output could not be copied.
@@ -170,7 +175,13 @@ impl Media {
         index: usize,
         out: &Output,
     ) -> Result<Output, CopyError> {
-        let mut source = match Backend::local_file_of(&self.own.0, &self.own.1, &out.url) {
+        let own_file = self
+            .settings
+            .in_place_providers
+            .contains(&task.provider)
+            .then(|| Backend::local_file_of(&self.own.0, &self.own.1, &out.url))
+            .flatten();
+        let mut source = match &own_file {
             Some((_, path)) => Source::File(
                 tokio::fs::File::open(&path)
                     .await
@@ -211,14 +222,10 @@ impl Media {
         }
         let key = Self::key_of(&task.id, index, actual);
         // Already ours and in place (the in-process simulator): record it.
-        let in_place = matches!(self.backend, Backend::Local { .. })
-            && Backend::local_file_of(&self.own.0, &self.own.1, &out.url).is_some();
-        let key = if in_place {
-            Backend::local_file_of(&self.own.0, &self.own.1, &out.url)
-                .map(|(k, _)| k)
-                .unwrap_or(key)
-        } else {
-            key
+        let in_place = matches!(self.backend, Backend::Local { .. }) && own_file.is_some();
+        let key = match own_file {
+            Some((own_key, _)) if in_place => own_key,
+            _ => key,
         };
         let mut writer = if in_place {
             None

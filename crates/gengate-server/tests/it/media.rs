@@ -156,6 +156,7 @@ fn settings(allow_private: bool, allowed_hosts: &[&str]) -> media::Settings {
         allowed_hosts: allowed_hosts.iter().map(|s| (*s).to_owned()).collect(),
         provider_hosts: Default::default(),
         fetch_timeout: Duration::from_secs(10),
+        in_place_providers: Vec::new(),
     }
 }
 
@@ -722,4 +723,29 @@ fn signed_get(s3: &str, bucket: &str, key: &str) -> reqwest::Url {
 
 fn rand_suffix() -> String {
     format!("{:x}", rand::random::<u64>())
+}
+
+#[tokio::test]
+async fn only_the_in_process_simulator_may_name_files_of_our_own_media() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t/tsk_01OTHER")).unwrap();
+    std::fs::write(dir.path().join("t/tsk_01OTHER/0.png"), png(1000)).unwrap();
+    let url = "http://gg.test/media/t/tsk_01OTHER/0.png";
+    // Provider "p" is a remote one: its URL is fetched like any other (and
+    // gg.test resolves to nothing allowed here), never read from disk.
+    let m = local_media(dir.path(), settings(false, &[]), vec![]);
+    let err = copy(&m, url, "image/png").await.unwrap_err();
+    assert!(
+        matches!(err, CopyError::Refused(_) | CopyError::Transient(_)),
+        "{err:?}"
+    );
+    let mut s = settings(false, &[]);
+    s.in_place_providers = vec!["p".into()];
+    let m = local_media(dir.path(), s, vec![]);
+    let out = copy(&m, url, "image/png").await.unwrap();
+    assert_eq!(
+        out.key.as_deref(),
+        Some("t/tsk_01OTHER/0.png"),
+        "recorded in place"
+    );
 }

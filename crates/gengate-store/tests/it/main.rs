@@ -414,7 +414,7 @@ async fn sqlite_api_queries_use_indexes() {
     );
     assert!(key.contains("USING INDEX"), "{key}");
     let active = plan(
-        "SELECT * FROM tasks WHERE status IN ('queued', 'submitting', 'running') ORDER BY id",
+        "SELECT * FROM tasks WHERE status IN ('queued', 'submitting', 'running', 'storing') ORDER BY id",
         &[],
     );
     assert!(active.contains("tasks_active"), "{active}");
