@@ -749,3 +749,76 @@ async fn only_the_in_process_simulator_may_name_files_of_our_own_media() {
         "recorded in place"
     );
 }
+
+#[tokio::test]
+async fn a_task_left_storing_by_a_crash_is_copied_again_at_start() {
+    let o = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config().finish().unwrap();
+    cfg.server.data_dir = dir.path().to_owned();
+    let store = gengate_store::open(&cfg.store_url()).await.unwrap();
+    let alice = store
+        .create_key("alice", gengate_core::Role::User, "h-alice", "gg_alice", 1)
+        .await
+        .unwrap()
+        .user_id;
+    let mut task = store
+        .create_task(
+            NewTask {
+                id: gengate_core::id::task_id(gengate_server::now_ms(), 7),
+                user_id: alice,
+                model: "sim-image".into(),
+                provider: "sim".into(),
+                input: json!({"prompt": "p"}),
+                public: false,
+                priority: 0,
+                max_attempts: 1,
+                deadline_at: gengate_server::now_ms() + 600_000,
+                created_at: gengate_server::now_ms(),
+                webhook_url: None,
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .task;
+    let out = Output::new(format!("{}/img.png", o.url), "image/png");
+    for e in [
+        gengate_core::Event::Claim,
+        gengate_core::Event::Accept {
+            provider_task_id: "gone-from-memory".into(),
+        },
+        gengate_core::Event::Succeed { outputs: vec![out] },
+    ] {
+        let (mut next, _) = gengate_core::apply(&task, e, gengate_server::now_ms()).unwrap();
+        next.version = task.version + 1;
+        assert!(store.update_task(&next).await.unwrap());
+        task = next;
+    }
+    // The crash interrupted the copy: a torn object under the key and a
+    // temp file beside it.
+    let key_dir = dir.path().join(format!("media/t/{}", task.id));
+    std::fs::create_dir_all(&key_dir).unwrap();
+    std::fs::write(key_dir.join("0.png"), b"\x89PNG torn").unwrap();
+    std::fs::write(key_dir.join(".0.png.1.tmp"), b"partial").unwrap();
+
+    let app = spawn_on(cfg, store, dir).await;
+    app.dispatch_until_idle().await;
+    let t = app
+        .get_as(&app.admin_key, &format!("/v1/tasks/{}", task.id))
+        .await;
+    assert_eq!(t.status_text(), "succeeded", "{}", t.body);
+    assert_eq!(t.body["outputs"][0]["bytes"], 70_000);
+    let r = app
+        .client
+        .get(t.body["outputs"][0]["url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.bytes().await.unwrap().len(),
+        70_000,
+        "the torn object was replaced"
+    );
+    assert_eq!(t.body["attempts"], 1, "never submitted again");
+}
