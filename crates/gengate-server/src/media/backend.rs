@@ -361,9 +361,19 @@ impl Writer<'_> {
     /// Makes the object visible under its key.
     ///
     /// # Errors
-    /// When the storage refuses; nothing is visible then.
+    /// When the storage refuses; nothing is visible then, and the temp file
+    /// or the multipart upload (whose parts the bucket would keep, and bill)
+    /// is removed.
     pub async fn finish(mut self) -> Result<(), StorageError> {
-        match &mut self {
+        let result = self.complete().await;
+        if result.is_err() {
+            self.abort().await;
+        }
+        result
+    }
+
+    async fn complete(&mut self) -> Result<(), StorageError> {
+        match self {
             Writer::Local { file, tmp, path } => {
                 file.flush().await.map_err(err)?;
                 file.sync_all().await.map_err(err)?;
@@ -415,7 +425,7 @@ impl Writer<'_> {
                     upload_id: Some(id),
                     etags,
                     ..
-                } = &self
+                } = &*self
                 else {
                     return Err(err("multipart upload lost its id"));
                 };
