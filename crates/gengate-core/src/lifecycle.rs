@@ -1,11 +1,16 @@
 //! The task state machine: `apply(&Task, Event, now) -> (Task, Vec<Effect>)`.
 //!
 //! ```text
-//! queued ──claim──▶ submitting ──accept──▶ running ──succeed──▶ succeeded
-//!   ▲  │               │   │                  │  └──fail──────▶ failed
-//!   │  └──cancel──▶ canceled ◀──cancel────────┘
+//! queued ──claim──▶ submitting ──accept──▶ running ──succeed──▶ storing ──stored──▶ succeeded
+//!   ▲  │               │   │                  │  └──fail──────▶ failed ◀──fail──┘
+//!   │  └──cancel──▶ canceled ◀──cancel────────┘         (storing: cancel / expire too)
 //!   └── defer (back-pressure, refunded) / fail (retryable, attempts left) ◀┘
 //! ```
+//!
+//! `storing` sits between the provider's success and ours: the provider is
+//! done (its slot is given back on entry) and its outputs are recorded on
+//! the task, so a restart copies them again. A failure there is final: the
+//! provider's work is paid for, and submitting again would pay twice.
 //!
 //! The function is pure: the caller persists the returned task (conditionally
 //! on the old `version`) and only then carries out the effects, so a crash
@@ -26,6 +31,8 @@ pub enum Event {
     Progress { progress: f32 },
     /// The provider finished the task with these outputs.
     Succeed { outputs: Vec<Output> },
+    /// Every output of a storing task is in the operator's storage.
+    Stored { outputs: Vec<Output> },
     /// The attempt failed. Retried at `retry_at` when the error is retryable
     /// and attempts remain; otherwise the task fails.
     Fail { error: TaskError, retry_at: i64 },
@@ -49,6 +56,7 @@ impl Event {
             Event::Accept { .. } => "accept",
             Event::Progress { .. } => "progress",
             Event::Succeed { .. } => "succeed",
+            Event::Stored { .. } => "stored",
             Event::Fail { .. } => "fail",
             Event::Defer { .. } => "defer",
             Event::Cancel => "cancel",
@@ -74,6 +82,8 @@ pub enum Effect {
     /// Take the task out of `provider`'s queue and put it into the queue of
     /// the provider it now names.
     MoveFrom { provider: String },
+    /// Copy the task's outputs into the operator's storage.
+    CopyOutputs,
 }
 
 /// An event that does not apply to the task's current state.
@@ -118,12 +128,25 @@ pub fn apply(
             next.progress = clamp_progress(progress).max(task.progress);
         }
         (Status::Running, Event::Succeed { outputs }) => {
-            next.status = Status::Succeeded;
+            next.status = Status::Storing;
             next.outputs = outputs;
             next.progress = 1.0;
             next.error = None;
+            effects.extend([Effect::ReleaseSlot, Effect::CopyOutputs]);
+        }
+        (Status::Storing, Event::Stored { outputs }) => {
+            next.status = Status::Succeeded;
+            next.outputs = outputs;
             next.finished_at = Some(now);
-            effects.push(Effect::ReleaseSlot);
+        }
+        (Status::Storing, Event::Fail { error, .. }) => {
+            // Never retried at the provider: its work is done and paid for.
+            next.status = Status::Failed;
+            next.error = Some(TaskError {
+                retryable: false,
+                ..error
+            });
+            next.finished_at = Some(now);
         }
         (Status::Submitting | Status::Running, Event::Fail { error, retry_at }) => {
             effects.push(Effect::ReleaseSlot);
@@ -165,6 +188,10 @@ pub fn apply(
             next.finished_at = Some(now);
             match status {
                 Status::Queued => effects.push(Effect::Dequeue),
+                // The provider is done and its slot already given back; a
+                // copy under way finds the task finished and stops, and what
+                // it stored is left to `media gc`.
+                Status::Storing => {}
                 _ => {
                     if let Some(id) = &task.provider_task_id {
                         effects.push(Effect::CancelAtProvider {
@@ -234,12 +261,70 @@ mod tests {
             content_type: "image/png".into(),
             bytes: None,
             expires_at: None,
+            key: None,
+            sha256: None,
+            thumbnail_url: None,
         };
-        let (t, fx) = apply(&t, Event::Succeed { outputs: vec![out] }, 5).unwrap();
+        let (t, fx) = apply(
+            &t,
+            Event::Succeed {
+                outputs: vec![out.clone()],
+            },
+            5,
+        )
+        .unwrap();
         assert_eq!(
             (t.status, t.finished_at, fx),
-            (Status::Succeeded, Some(5), vec![Effect::ReleaseSlot])
+            (
+                Status::Storing,
+                None,
+                vec![Effect::ReleaseSlot, Effect::CopyOutputs]
+            )
         );
+        assert_eq!(t.outputs, vec![out.clone()], "recorded for recovery");
+        let stored = Output {
+            key: Some("k".into()),
+            ..out
+        };
+        let (t, fx) = apply(
+            &t,
+            Event::Stored {
+                outputs: vec![stored.clone()],
+            },
+            6,
+        )
+        .unwrap();
+        assert_eq!(
+            (t.status, t.finished_at, fx),
+            (Status::Succeeded, Some(6), vec![])
+        );
+        assert_eq!(t.outputs, vec![stored]);
+    }
+
+    #[test]
+    fn a_failed_copy_fails_the_task_for_good() {
+        let t = new_task(3);
+        let (t, _) = apply(&t, Event::Claim, 1).unwrap();
+        let (t, _) = apply(
+            &t,
+            Event::Accept {
+                provider_task_id: "p".into(),
+            },
+            2,
+        )
+        .unwrap();
+        let (t, _) = apply(&t, Event::Succeed { outputs: vec![] }, 3).unwrap();
+        let (t, fx) = apply(
+            &t,
+            Event::Fail {
+                error: TaskError::new("output_copy_failed", "503 from the bucket", true),
+                retry_at: 9,
+            },
+            4,
+        )
+        .unwrap();
+        assert_eq!((t.status, fx), (Status::Failed, vec![]));
+        assert!(!t.error.unwrap().retryable);
     }
 
     #[test]
@@ -334,6 +419,7 @@ mod tests {
             }),
             (-1.0f32..2.0).prop_map(|p| Event::Progress { progress: p }),
             Just(Event::Succeed { outputs: vec![] }),
+            Just(Event::Stored { outputs: vec![] }),
             (any::<bool>(), 0i64..1000).prop_map(|(r, at)| Event::Fail {
                 error: TaskError::new("x", "y", r),
                 retry_at: at
@@ -353,7 +439,8 @@ mod tests {
                 (from, to),
                 (Queued, Submitting | Canceled | Failed)
                     | (Submitting, Running | Queued | Failed | Canceled)
-                    | (Running, Succeeded | Failed | Queued | Canceled)
+                    | (Running, Storing | Failed | Queued | Canceled)
+                    | (Storing, Succeeded | Failed | Canceled)
             )
     }
 
@@ -367,6 +454,7 @@ mod tests {
             let mut slots_held = 0i32;
             let mut submissions = 0u32;
             let mut queued_entries = 1i32; // created tasks start enqueued
+            let mut copies = 0i32; // copy jobs started and not yet ended
             for (step, event) in events.into_iter().enumerate() {
                 let now = step as i64 + 10;
                 let is_claim = event == Event::Claim;
@@ -387,11 +475,18 @@ mod tests {
                                 Effect::Dequeue => queued_entries -= 1,
                                 Effect::CancelAtProvider { .. } => prop_assert!(task.provider_task_id.is_some()),
                                 Effect::Follow => prop_assert_eq!(next.status, Status::Running),
+                                Effect::CopyOutputs => {
+                                    prop_assert_eq!(next.status, Status::Storing);
+                                    copies += 1;
+                                }
                                 Effect::MoveFrom { provider } => {
                                     prop_assert_eq!(next.status, Status::Queued);
                                     prop_assert_ne!(provider, &next.provider);
                                 }
                             }
+                        }
+                        if task.status == Status::Storing {
+                            copies -= 1; // whatever ended it, the copy has nothing left to do
                         }
                         if next.status == Status::Queued && task.status == Status::Submitting && next.attempts < task.attempts {
                             submissions -= 1; // deferred: the provider never took it
@@ -404,6 +499,10 @@ mod tests {
                 }
                 prop_assert_eq!(slots_held, i32::from(task.status.holds_slot()));
                 prop_assert_eq!(queued_entries, i32::from(task.status == Status::Queued));
+                prop_assert_eq!(copies, i32::from(task.status == Status::Storing));
+                if task.status == Status::Succeeded {
+                    prop_assert!(task.provider_task_id.is_some(), "only a provider's result is stored");
+                }
                 prop_assert!(task.attempts <= task.max_attempts);
                 prop_assert_eq!(submissions, task.attempts);
                 prop_assert!((0.0..=1.0).contains(&task.progress));

@@ -20,6 +20,9 @@ pub enum Status {
     Submitting,
     /// The provider accepted it and gave us its id; we follow it.
     Running,
+    /// The provider finished; its outputs (recorded on the task) are being
+    /// copied into the operator's storage. Holds no provider slot.
+    Storing,
     /// Finished with outputs.
     Succeeded,
     /// Finished without outputs; `error` says why.
@@ -29,10 +32,11 @@ pub enum Status {
 }
 
 impl Status {
-    pub const ALL: [Status; 6] = [
+    pub const ALL: [Status; 7] = [
         Status::Queued,
         Status::Submitting,
         Status::Running,
+        Status::Storing,
         Status::Succeeded,
         Status::Failed,
         Status::Canceled,
@@ -43,6 +47,7 @@ impl Status {
             Status::Queued => "queued",
             Status::Submitting => "submitting",
             Status::Running => "running",
+            Status::Storing => "storing",
             Status::Succeeded => "succeeded",
             Status::Failed => "failed",
             Status::Canceled => "canceled",
@@ -101,6 +106,30 @@ pub struct Output {
     /// the media step must copy the file before then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// Once stored: the object's key in the operator's storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Once stored: hex SHA-256 of the bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// A small preview (images), or the provider's poster (videos).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
+}
+
+impl Output {
+    /// An output as a provider reports it: not stored yet.
+    pub fn new(url: impl Into<String>, content_type: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            content_type: content_type.into(),
+            bytes: None,
+            expires_at: None,
+            key: None,
+            sha256: None,
+            thumbnail_url: None,
+        }
+    }
 }
 
 /// Why a task failed (or why its last attempt did).

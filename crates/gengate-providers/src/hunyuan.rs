@@ -645,6 +645,9 @@ fn output(family: Family, url: &str, now_ms: i64) -> Output {
         content_type: content_type(family, url).to_owned(),
         bytes: None,
         expires_at: Some(expires_at),
+        key: None,
+        sha256: None,
+        thumbnail_url: None,
     }
 }
 

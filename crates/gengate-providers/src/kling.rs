@@ -561,6 +561,9 @@ fn job_state(task: WireTask) -> Result<JobState, ProviderError> {
                         url,
                         bytes: None,
                         expires_at,
+                        key: None,
+                        sha256: None,
+                        thumbnail_url: None,
                     })
             };
             let outputs: Vec<Output> = files(result.videos, "video/mp4")
@@ -1045,6 +1048,9 @@ mod tests {
                     content_type: "video/mp4".to_owned(),
                     bytes: None,
                     expires_at: Some(1_700_000_000_000 + OUTPUT_LIFETIME_MS),
+                    key: None,
+                    sha256: None,
+                    thumbnail_url: None,
                 }]
             }
         );

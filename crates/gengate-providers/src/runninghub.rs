@@ -690,6 +690,9 @@ fn outputs_of(data: &Value) -> Result<Vec<Output>, ProviderError> {
                 url,
                 bytes: None,
                 expires_at: None,
+                key: None,
+                sha256: None,
+                thumbnail_url: None,
             })
         })
         .collect())

@@ -239,6 +239,9 @@ impl Provider for InProcessSim {
                 content_type: content_type.to_owned(),
                 bytes: Some(bytes),
                 expires_at: None,
+                key: None,
+                sha256: None,
+                thumbnail_url: None,
             }],
         })
     }

@@ -21,9 +21,10 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ProviderConfig, ProviderKind};
+use crate::config::{Config, MediaBackend, ProviderConfig, ProviderKind};
 use crate::dispatch::{CallbackTarget, Dispatcher, HealthSettings, LaneConfig, Settings};
 use crate::hub::Hub;
+use crate::media::{self, Backend, Media, S3Settings};
 use crate::metrics::Metrics;
 use crate::service::auth::AuthService;
 use crate::service::tasks::TaskService;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub auth: AuthService,
     pub metrics: Arc<Metrics>,
     pub media_dir: PathBuf,
+    /// Where results are stored (and deleted from).
+    pub media: Arc<Media>,
     pub body_limit: usize,
     pub request_timeout: Duration,
     pub hub: Arc<Hub>,
@@ -212,6 +215,69 @@ fn callback_target(cfg: &Config, name: &str, p: &ProviderConfig) -> Option<Callb
     })
 }
 
+/// The media step for `cfg`: its backend and fetch rules.
+///
+/// # Errors
+/// When the S3 settings or the HTTP client are unusable.
+pub fn media(cfg: &Config, public_url: &str) -> anyhow::Result<Media> {
+    let m = &cfg.media;
+    let backend = match m.backend {
+        MediaBackend::Local => Backend::Local {
+            dir: cfg.media_dir(),
+            base_url: format!("{public_url}/media"),
+        },
+        MediaBackend::S3 => {
+            let s3 = &m.s3;
+            Backend::s3(S3Settings {
+                endpoint: reqwest::Url::parse(s3.endpoint.as_deref().unwrap_or_default())
+                    .context("media.s3.endpoint")?,
+                region: s3.region.clone(),
+                bucket: s3.bucket.clone(),
+                path_style: s3.path_style,
+                access_key: s3.access_key.expose().to_owned(),
+                secret_key: s3.secret_key.expose().to_owned(),
+                prefix: s3.prefix.clone(),
+                public_base_url: s3.public_base_url.clone().unwrap_or_default(),
+                part_size: s3.part_size.0 as usize,
+            })
+            .map_err(|e| anyhow::anyhow!("media.s3: {e}"))?
+        }
+    };
+    let provider_hosts = cfg
+        .providers
+        .iter()
+        .filter_map(|(name, p)| {
+            let host = reqwest::Url::parse(p.base_url.as_deref()?)
+                .ok()?
+                .host_str()?
+                .to_owned();
+            Some((name.clone(), vec![host]))
+        })
+        .collect();
+    Media::new(
+        backend,
+        media::Settings {
+            concurrency: m.concurrency,
+            max_bytes: m.max_bytes.0,
+            max_attempts: m.max_attempts,
+            retry_base: m.retry_base.0,
+            allow_private: m.allow_private,
+            allowed_hosts: m.allowed_hosts.clone(),
+            provider_hosts,
+            fetch_timeout: m.fetch_timeout.0,
+            in_place_providers: cfg
+                .providers
+                .iter()
+                .filter(|(_, p)| p.kind == ProviderKind::Sim && p.base_url.is_none())
+                .map(|(name, _)| name.clone())
+                .collect(),
+        },
+        cfg.media_dir(),
+        format!("{public_url}/media"),
+        Arc::new(media::guard::SystemLookup),
+    )
+}
+
 /// Builds the server for `cfg` on an opened store. `public_url` is how
 /// clients reach it (for URLs of media it serves).
 ///
@@ -239,6 +305,7 @@ pub fn build(
         cfg.server.event_replay,
         now_ms(),
     ));
+    let media = Arc::new(media(cfg, public_url)?);
     let dispatcher = Dispatcher::new(
         store.clone(),
         hub.clone(),
@@ -246,6 +313,7 @@ pub fn build(
         &catalog,
         settings,
         metrics.clone(),
+        media.clone(),
         shutdown.clone(),
     );
     let catalog = Arc::new(catalog.into_iter().map(|m| (m.name.clone(), m)).collect());
@@ -273,6 +341,7 @@ pub fn build(
         tasks,
         metrics,
         media_dir: cfg.media_dir(),
+        media,
         body_limit: cfg.server.body_limit.0 as usize,
         request_timeout: cfg.server.request_timeout.0,
         hub,

@@ -96,6 +96,7 @@ pub struct Config {
     pub log: LogConfig,
     pub dispatch: DispatchConfig,
     pub webhooks: WebhooksConfig,
+    pub media: MediaConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
 }
@@ -223,6 +224,95 @@ impl Default for WebhooksConfig {
             max_attempts: 8,
             retry_base: Dur(Duration::from_secs(5)),
             timeout: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Where results are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaBackend {
+    /// A directory under the data dir, served by gengate at `/media/…`.
+    Local,
+    /// An S3-compatible bucket (`[media.s3]`).
+    S3,
+}
+
+/// Copying results into the operator's storage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    pub backend: MediaBackend,
+    /// Copies under way at once.
+    pub concurrency: usize,
+    /// Largest output accepted.
+    pub max_bytes: Bytes,
+    /// Tries per output before the task fails with `output_copy_failed`.
+    pub max_attempts: u32,
+    /// First retry delay of a copy (doubled each try).
+    pub retry_base: Dur,
+    /// Timeout of one download, first byte to last.
+    pub fetch_timeout: Dur,
+    /// Fetch outputs from loopback and private addresses (local mocks).
+    pub allow_private: bool,
+    /// Hosts outputs may come from (`cdn.example.com`, `*.myqcloud.com`),
+    /// besides each provider's API host. Empty: any public host.
+    pub allowed_hosts: Vec<String>,
+    /// How long stored originals are kept after their task finished;
+    /// `media gc` deletes older ones (thumbnails stay). Unset: forever.
+    pub retention: Option<Dur>,
+    pub s3: S3Config,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        Self {
+            backend: MediaBackend::Local,
+            concurrency: 4,
+            max_bytes: Bytes(1 << 30),
+            max_attempts: 4,
+            retry_base: Dur(Duration::from_secs(2)),
+            fetch_timeout: Dur(Duration::from_secs(600)),
+            allow_private: false,
+            allowed_hosts: Vec::new(),
+            retention: None,
+            s3: S3Config::default(),
+        }
+    }
+}
+
+/// An S3-compatible bucket: Tencent COS, Aliyun OSS, AWS S3, MinIO.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    /// e.g. `https://cos.ap-guangzhou.myqcloud.com`.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub bucket: String,
+    /// `https://endpoint/bucket/key` instead of `https://bucket.endpoint/key`.
+    pub path_style: bool,
+    pub access_key: Secret,
+    pub secret_key: Secret,
+    /// Prepended to every key, e.g. `gengate/`.
+    pub prefix: String,
+    /// Where users fetch objects (the CDN), e.g. `https://cdn.example.com`.
+    pub public_base_url: Option<String>,
+    /// Multipart part size (at least 5MiB).
+    pub part_size: Bytes,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: "us-east-1".into(),
+            bucket: String::new(),
+            path_style: false,
+            access_key: Secret::default(),
+            secret_key: Secret::default(),
+            prefix: String::new(),
+            public_base_url: None,
+            part_size: Bytes(8 << 20),
         }
     }
 }
@@ -798,6 +888,66 @@ impl Config {
                 "dispatch.poll_initial",
                 "must not be longer than dispatch.poll_max",
             ));
+        }
+        let m = &self.media;
+        if m.concurrency == 0 {
+            return Err(invalid("media.concurrency", "must be at least 1"));
+        }
+        if m.max_attempts == 0 {
+            return Err(invalid("media.max_attempts", "must be at least 1"));
+        }
+        if m.backend == MediaBackend::S3 {
+            let s3 = &m.s3;
+            match &s3.endpoint {
+                None => {
+                    return Err(invalid(
+                        "media.s3.endpoint",
+                        "the s3 backend needs an endpoint",
+                    ));
+                }
+                Some(u) if reqwest::Url::parse(u).is_err() || !u.starts_with("http") => {
+                    return Err(invalid(
+                        "media.s3.endpoint",
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                Some(_) => {}
+            }
+            if s3.bucket.trim().is_empty() {
+                return Err(invalid("media.s3.bucket", "the s3 backend needs a bucket"));
+            }
+            for (key, v) in [
+                ("access_key", &s3.access_key),
+                ("secret_key", &s3.secret_key),
+            ] {
+                if v.expose().trim().is_empty() {
+                    return Err(invalid(
+                        format!("media.s3.{key}"),
+                        "the s3 backend needs it",
+                    ));
+                }
+            }
+            match &s3.public_base_url {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {}
+                Some(_) => {
+                    return Err(invalid(
+                        "media.s3.public_base_url",
+                        "must be an http:// or https:// URL",
+                    ));
+                }
+                None => {
+                    return Err(invalid(
+                        "media.s3.public_base_url",
+                        "the s3 backend needs the public (CDN) base URL of the bucket",
+                    ));
+                }
+            }
+            if s3.part_size.0 < 5 << 20 || s3.part_size.0 > 512 << 20 {
+                return Err(invalid(
+                    "media.s3.part_size",
+                    "must be between 5MiB and 512MiB",
+                ));
+            }
         }
         if self.server.body_limit.0 < 1024 {
             return Err(invalid("server.body_limit", "must be at least 1KiB"));

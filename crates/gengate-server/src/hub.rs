@@ -219,6 +219,17 @@ impl Hub {
         }
     }
 
+    /// Records a deleted task: drops it from the cache and marks the pages
+    /// it may appear on (its owner's and the gallery) as stale.
+    pub fn forget(&self, task: &Task) {
+        self.user_generations[(task.user_id.unsigned_abs() % USER_BUCKETS as u64) as usize]
+            .fetch_add(1, Ordering::AcqRel);
+        self.gallery_generation.fetch_add(1, Ordering::AcqRel);
+        let mut shard = self.shard(&task.id).lock().expect("hub shard lock");
+        shard.published += 1;
+        shard.map.remove(&task.id);
+    }
+
     /// Live events of one task from now on, and the sequence number they
     /// start after.
     pub fn subscribe_task(&self, id: &str) -> (broadcast::Receiver<Arc<TaskEvent>>, u64) {

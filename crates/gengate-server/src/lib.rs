@@ -11,6 +11,7 @@ pub mod config;
 pub mod dispatch;
 pub mod hub;
 pub mod keys;
+pub mod media;
 pub mod metrics;
 pub mod service;
 pub mod webhooks;

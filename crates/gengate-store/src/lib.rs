@@ -137,6 +137,9 @@ pub trait Store: Send + Sync + 'static {
     /// Every task not yet in a terminal state (recovery at start).
     async fn active_tasks(&self) -> Result<Vec<Task>>;
     async fn status_counts(&self) -> Result<Vec<StatusCount>>;
+    /// Deletes a finished task with its webhook deliveries and idempotency
+    /// record; `false` when there is no such finished task.
+    async fn delete_task(&self, id: &str) -> Result<bool>;
     /// Deletes idempotency records created before `before`; returns how many.
     async fn purge_idempotency(&self, before: i64) -> Result<u64>;
 

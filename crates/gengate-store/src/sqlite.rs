@@ -21,6 +21,7 @@ use crate::{
 const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../migrations/sqlite/0002_webhooks.sql")),
+    (3, include_str!("../migrations/sqlite/0003_storing.sql")),
 ];
 
 /// How many writes one transaction may carry. Larger batches amortize the
@@ -724,7 +725,7 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut st = c
                 .prepare(&format!(
-                    "SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ('queued', 'submitting', 'running') ORDER BY id"
+                    "SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ('queued', 'submitting', 'running', 'storing') ORDER BY id"
                 ))
                 .map_err(db_err)?;
             let rows = st.query_map([], task_from_row).map_err(db_err)?;
@@ -749,6 +750,27 @@ impl Store for SqliteStore {
                 })
                 .map_err(db_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn delete_task(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.write(move |c| {
+            // One job is one savepoint: all three deletes or none.
+            let n = c
+                .execute(
+                    "DELETE FROM tasks WHERE id = ?1 AND status IN ('succeeded', 'failed', 'canceled')",
+                    [&id],
+                )
+                .map_err(db_err)?;
+            if n > 0 {
+                c.execute("DELETE FROM webhook_deliveries WHERE task_id = ?1", [&id])
+                    .map_err(db_err)?;
+                c.execute("DELETE FROM idempotency_keys WHERE task_id = ?1", [&id])
+                    .map_err(db_err)?;
+            }
+            Ok(n > 0)
         })
         .await
     }

@@ -29,6 +29,11 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage stored results (the `[media]` backend).
+    Media {
+        #[command(subcommand)]
+        command: MediaCommand,
+    },
     /// Run a mock provider that speaks a provider's wire protocol, keeps a
     /// ledger at GET /_mock/stats and refuses work beyond its concurrency.
     MockProvider(MockArgs),
@@ -101,6 +106,20 @@ pub(crate) enum KeysCommand {
         /// Key id (e.g. 3) or prefix (e.g. gg_AbCd1234).
         #[arg(value_name = "KEY")]
         key: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum MediaCommand {
+    /// Delete stored objects no task refers to (deleted tasks, copies of
+    /// tasks canceled while storing) and, with media.retention set,
+    /// originals of tasks finished longer ago (thumbnails stay).
+    Gc {
+        /// List what would be deleted without deleting it.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -443,6 +462,30 @@ mod tests {
     }
 
     #[test]
+    fn media_gc_takes_the_store_flags() {
+        let cli = Cli::try_parse_from([
+            "gengate",
+            "media",
+            "gc",
+            "--dry-run",
+            "--data-dir",
+            "/tmp/x",
+        ])
+        .unwrap();
+        let Command::Media {
+            command: MediaCommand::Gc { dry_run, store },
+        } = cli.command
+        else {
+            panic!("wrong command")
+        };
+        assert!(dry_run);
+        assert_eq!(
+            store.data_dir.as_deref(),
+            Some(std::path::Path::new("/tmp/x"))
+        );
+    }
+
+    #[test]
     fn flags_parse_and_bad_values_are_refused() {
         let cli = Cli::try_parse_from([
             "gengate",
@@ -501,6 +544,8 @@ mod tests {
                 "10",
             ],
             vec!["gengate", "bench", "--target", "http://x/", "-n", "0"],
+            vec!["gengate", "media", "gc", "--dry-run=maybe"],
+            vec!["gengate", "media"],
         ] {
             assert!(
                 Cli::try_parse_from(&bad).is_err(),

@@ -22,7 +22,8 @@ use tracing_subscriber::filter::Targets;
 use tracing_subscriber::prelude::*;
 
 use cli::{
-    BenchArgs, CapacityArgs, Cli, Command, KeysCommand, LogFormatArg, MockKind, StoreArgs, UserArgs,
+    BenchArgs, CapacityArgs, Cli, Command, KeysCommand, LogFormatArg, MediaCommand, MockKind,
+    StoreArgs, UserArgs,
 };
 use gengate_bench::BenchOptions;
 use gengate_bench::capacity::{CapacityOptions, SpawnOptions};
@@ -181,6 +182,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(LogFormat::Text, "warn")?;
             keys_command(command).await
         }
+        Command::Media { command } => {
+            init_logging(LogFormat::Text, "warn")?;
+            media_command(command).await
+        }
         Command::MockProvider(args) => {
             init_logging(LogFormat::Text, "info")?;
             mock_provider(args).await
@@ -319,6 +324,43 @@ async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+async fn media_command(command: MediaCommand) -> anyhow::Result<()> {
+    match command {
+        MediaCommand::Gc { dry_run, store } => {
+            let cfg = load_config(&store)?;
+            let db = open_store(&cfg).await?;
+            let public_url = cfg.public_url(cfg.server.listen);
+            let media = app::media(&cfg, &public_url)?;
+            let retention_ms = cfg.media.retention.map(|d| d.0.as_millis() as i64);
+            let report =
+                gengate_server::media::gc::collect(&*db, &media, retention_ms, now_ms(), dry_run)
+                    .await?;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for key in &report.orphaned {
+                println!("{verb} orphan {key}");
+            }
+            for key in &report.expired {
+                println!("{verb} expired original {key}");
+            }
+            println!(
+                "scanned {} objects: {} orphaned, {} past retention{}",
+                report.scanned,
+                report.orphaned.len(),
+                report.expired.len(),
+                if report.failed > 0 {
+                    format!(", {} could not be deleted", report.failed)
+                } else {
+                    String::new()
+                }
+            );
+            if report.failed > 0 {
+                anyhow::bail!("{} objects could not be deleted", report.failed);
+            }
+            Ok(())
+        }
+    }
 }
 
 async fn mock_provider(args: cli::MockArgs) -> anyhow::Result<()> {

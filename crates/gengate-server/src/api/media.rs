@@ -3,10 +3,13 @@
 //! cacheable for a year.
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio_util::io::ReaderStream;
 
 use super::error::ApiError;
 use crate::app::App;
@@ -32,6 +35,42 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
+/// A byte range of a file of `len` bytes, from a `Range` header: `Ok(None)`
+/// for the whole file (no header, or one we do not honor, such as several
+/// ranges), `Err(())` when it cannot be satisfied (416).
+fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
+    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((start, end)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let (start, end) = match (start.trim(), end.trim()) {
+        ("", suffix) => {
+            let n: u64 = suffix.parse().map_err(|_| ())?;
+            if n == 0 || len == 0 {
+                return Err(());
+            }
+            (len.saturating_sub(n), len - 1)
+        }
+        (s, "") => (s.parse().map_err(|_| ())?, len.saturating_sub(1)),
+        (s, e) => {
+            let (s, e): (u64, u64) = (s.parse().map_err(|_| ())?, e.parse().map_err(|_| ())?);
+            if e < s {
+                return Err(());
+            }
+            (s, e.min(len.saturating_sub(1)))
+        }
+    };
+    if start >= len {
+        return Err(());
+    }
+    Ok(Some((start, end)))
+}
+
 async fn media(
     State(app): State<App>,
     Path(path): Path<String>,
@@ -46,24 +85,29 @@ async fn media(
         return Err(ApiError::not_found("no such file"));
     }
     let full = app.media_dir.join(&path);
-    let meta = tokio::fs::metadata(&full)
+    let mut file = tokio::fs::File::open(&full)
+        .await
+        .map_err(|_| ApiError::not_found("no such file"))?;
+    let meta = file
+        .metadata()
         .await
         .map_err(|_| ApiError::not_found("no such file"))?;
     if !meta.is_file() {
         return Err(ApiError::not_found("no such file"));
     }
+    let len = meta.len();
     let mtime = meta
         .modified()
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_secs());
-    let etag = format!("\"{:x}-{:x}\"", meta.len(), mtime);
+    let etag = format!("\"{len:x}-{mtime:x}\"");
     let etag_value = HeaderValue::from_str(&etag).expect("hex etag is a valid header");
     let cache = HeaderValue::from_static("public, max-age=31536000, immutable");
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag))
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"))
     {
         return Ok((
             StatusCode::NOT_MODIFIED,
@@ -71,19 +115,85 @@ async fn media(
         )
             .into_response());
     }
-    let bytes = tokio::fs::read(&full)
-        .await
-        .map_err(|_| ApiError::not_found("no such file"))?;
-    Ok((
-        [
-            (
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(content_type(&path)),
-            ),
-            (header::ETAG, etag_value),
-            (header::CACHE_CONTROL, cache),
-        ],
-        bytes,
-    )
-        .into_response())
+    // A Range applies only while the file is the one the client has.
+    let if_range_ok = headers
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim() == etag);
+    let range = if if_range_ok {
+        parse_range(
+            headers.get(header::RANGE).and_then(|v| v.to_str().ok()),
+            len,
+        )
+    } else {
+        Ok(None)
+    };
+    let common = [
+        (
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(&path)),
+        ),
+        (header::ETAG, etag_value),
+        (header::CACHE_CONTROL, cache),
+        (header::ACCEPT_RANGES, HeaderValue::from_static("bytes")),
+    ];
+    match range {
+        Err(()) => Ok((
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            [(
+                header::CONTENT_RANGE,
+                HeaderValue::from_str(&format!("bytes */{len}")).expect("digits"),
+            )],
+        )
+            .into_response()),
+        Ok(None) => {
+            let body = Body::from_stream(ReaderStream::new(file));
+            Ok((
+                common,
+                [(header::CONTENT_LENGTH, HeaderValue::from(len))],
+                body,
+            )
+                .into_response())
+        }
+        Ok(Some((start, end))) => {
+            file.seek(std::io::SeekFrom::Start(start))
+                .await
+                .map_err(ApiError::internal)?;
+            let n = end - start + 1;
+            let body = Body::from_stream(ReaderStream::new(file.take(n)));
+            Ok((
+                StatusCode::PARTIAL_CONTENT,
+                common,
+                [
+                    (
+                        header::CONTENT_RANGE,
+                        HeaderValue::from_str(&format!("bytes {start}-{end}/{len}"))
+                            .expect("digits"),
+                    ),
+                    (header::CONTENT_LENGTH, HeaderValue::from(n)),
+                ],
+                body,
+            )
+                .into_response())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_range;
+
+    #[test]
+    fn ranges_are_read_as_rfc_9110_says() {
+        assert_eq!(parse_range(None, 10), Ok(None));
+        assert_eq!(parse_range(Some("bytes=0-3"), 10), Ok(Some((0, 3))));
+        assert_eq!(parse_range(Some("bytes=5-"), 10), Ok(Some((5, 9))));
+        assert_eq!(parse_range(Some("bytes=-4"), 10), Ok(Some((6, 9))));
+        assert_eq!(parse_range(Some("bytes=-40"), 10), Ok(Some((0, 9))));
+        assert_eq!(parse_range(Some("bytes=8-100"), 10), Ok(Some((8, 9))));
+        assert_eq!(parse_range(Some("bytes=10-"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=4-2"), 10), Err(()));
+        assert_eq!(parse_range(Some("bytes=0-1,4-5"), 10), Ok(None));
+        assert_eq!(parse_range(Some("items=0-1"), 10), Ok(None));
+    }
 }

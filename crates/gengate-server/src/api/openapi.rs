@@ -13,7 +13,7 @@ use crate::app::App;
     info(title = "gengate", description = "Self-hosted AI generation task gateway, HTTP API v1."),
     paths(
         super::health::healthz, super::health::readyz, super::health::metrics,
-        super::tasks::create_task, super::tasks::get_task, super::tasks::list_tasks, super::tasks::cancel_task,
+        super::tasks::create_task, super::tasks::get_task, super::tasks::list_tasks, super::tasks::cancel_task, super::tasks::delete_task,
         super::events::task_events, super::events::user_events,
         super::webhooks::secret, super::webhooks::deliveries,
         super::catalog::list_models, super::catalog::gallery,

@@ -23,7 +23,7 @@ use crate::dispatch::QueueInfo;
 pub(super) fn router() -> Router<App> {
     Router::new()
         .route("/v1/tasks", post(create_task).get(list_tasks))
-        .route("/v1/tasks/{id}", get(get_task))
+        .route("/v1/tasks/{id}", get(get_task).delete(delete_task))
         .route("/v1/tasks/{id}/cancel", post(cancel_task))
 }
 
@@ -139,6 +139,22 @@ pub(super) async fn list_tasks(
             .collect(),
         next_cursor: page.next_cursor.clone(),
     }))
+}
+
+/// Delete a finished task: it leaves listings and the gallery, and its
+/// stored media is removed.
+#[utoipa::path(delete, path = "/v1/tasks/{id}", tag = "tasks",
+    params(("id" = String, Path, description = "Task id (tsk_…)")),
+    responses((status = 204, description = "Deleted"), (status = 401, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, description = "Not finished yet", body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(super) async fn delete_task(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    app.tasks.delete(&caller, &id, &app.media).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Cancel a task that has not finished (at the provider too, where it can).

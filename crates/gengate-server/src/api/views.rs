@@ -37,6 +37,12 @@ pub struct OutputView {
     pub content_type: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// Hex SHA-256 of the stored file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// A small preview (images) or the provider's poster (videos).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thumbnail_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -50,7 +56,8 @@ pub struct TaskErrorView {
 pub struct TaskView {
     pub id: String,
     pub model: String,
-    /// queued, submitting, running, succeeded, failed or canceled.
+    /// queued, submitting, running, storing (outputs being copied to the
+    /// operator's storage), succeeded, failed or canceled.
     pub status: &'static str,
     #[schema(value_type = Object)]
     pub input: Value,
@@ -81,6 +88,8 @@ fn outputs(task: &Task) -> Vec<OutputView> {
             url: o.url.clone(),
             content_type: o.content_type.clone(),
             bytes: o.bytes,
+            sha256: o.sha256.clone(),
+            thumbnail_url: o.thumbnail_url.clone(),
         })
         .collect()
 }

@@ -15,7 +15,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 use crate::hub::Hub;
+use crate::media::Media;
 use crate::metrics::{Metrics, ProviderGauges};
 use crate::now_ms;
 
@@ -195,6 +196,12 @@ struct Inner {
     deadlines: Mutex<BTreeSet<(i64, TaskId)>>,
     deadline_wake: Notify,
     running: AtomicBool,
+    /// Copies outputs of tasks in `storing`.
+    media: Arc<Media>,
+    /// Bounds the copies under way (`media.concurrency`).
+    copy_slots: Arc<Semaphore>,
+    /// Copy jobs started and not yet stored (for [`Dispatcher::is_idle`]).
+    copying: AtomicUsize,
 }
 
 /// Why a provider callback is refused.
@@ -238,6 +245,10 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "called once, from app::build, with the parts it has built"
+    )]
     pub fn new(
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
@@ -245,6 +256,7 @@ impl Dispatcher {
         models: &[ModelSpec],
         settings: Settings,
         metrics: Arc<Metrics>,
+        media: Arc<Media>,
         shutdown: CancellationToken,
     ) -> Self {
         let lanes = lanes
@@ -292,6 +304,9 @@ impl Dispatcher {
                 deadlines: Mutex::default(),
                 deadline_wake: Notify::new(),
                 running: AtomicBool::new(false),
+                copy_slots: Arc::new(Semaphore::new(media.settings.concurrency.max(1))),
+                media,
+                copying: AtomicUsize::new(0),
             }),
         }
     }
@@ -341,8 +356,15 @@ impl Dispatcher {
     pub async fn recover(&self) -> anyhow::Result<()> {
         let tasks = self.inner.store.active_tasks().await?;
         let now = now_ms();
-        let (mut queued, mut running, mut submitting) = (0, 0, 0);
+        let (mut queued, mut running, mut submitting, mut storing) = (0, 0, 0, 0);
         for task in tasks {
+            if task.status == Status::Storing {
+                // The provider is done: no lane needed, only the copy.
+                self.track_deadline(&task);
+                self.start_copy(task.id.clone());
+                storing += 1;
+                continue;
+            }
             let Some(lane) = self.inner.lanes.get(&task.provider).cloned() else {
                 error!(task.id = %task.id, provider = %task.provider, "task {} names provider {} which is not configured; it will expire at its deadline", task.id, task.provider);
                 self.track_deadline(&task);
@@ -380,7 +402,8 @@ impl Dispatcher {
             queued,
             running,
             submitting,
-            "recovered {queued} queued, {running} running and {submitting} submitting tasks"
+            storing,
+            "recovered {queued} queued, {running} running, {submitting} submitting and {storing} storing tasks"
         );
         Ok(())
     }
@@ -482,12 +505,13 @@ impl Dispatcher {
             .collect()
     }
 
-    /// Whether nothing is queued or in flight anywhere.
+    /// Whether nothing is queued, in flight or being stored anywhere.
     pub fn is_idle(&self) -> bool {
-        self.inner.lanes.values().all(|l| {
-            let st = l.lock();
-            st.queue.is_empty() && st.in_flight == 0
-        })
+        self.inner.copying.load(Ordering::Acquire) == 0
+            && self.inner.lanes.values().all(|l| {
+                let st = l.lock();
+                st.queue.is_empty() && st.in_flight == 0
+            })
     }
 
     /// Waits until the dispatcher is running and idle; `false` on timeout.
@@ -579,6 +603,9 @@ impl Dispatcher {
                 .expect("deadlines lock")
                 .remove(&(task.deadline_at, task.id.clone()));
         }
+        if effects.contains(&Effect::CopyOutputs) {
+            self.start_copy(task.id.clone());
+        }
         let Some(lane) = self.inner.lanes.get(&task.provider) else {
             return;
         };
@@ -618,6 +645,7 @@ impl Dispatcher {
                     st.queue.push(entry_of(task), now);
                     lane.wake.notify_one();
                 }
+                Effect::CopyOutputs => {} // started above: it needs no lane
                 Effect::CancelAtProvider { provider_task_id } => {
                     let (lane, id, pid) = (lane.clone(), task.id.clone(), provider_task_id.clone());
                     self.inner.tracker.spawn(async move {
@@ -630,6 +658,70 @@ impl Dispatcher {
         }
         drop(st);
         self.inner.changed.notify_waiters();
+    }
+
+    /// Copies a storing task's outputs in the background (bounded by
+    /// `media.concurrency`), then stores the result: `succeeded` with the
+    /// stored outputs, or `failed`. Safe to repeat: keys are per task and
+    /// output, and a task no longer storing is left alone.
+    fn start_copy(&self, id: TaskId) {
+        self.inner.copying.fetch_add(1, Ordering::AcqRel);
+        let this = self.clone();
+        let span = info_span!("store_outputs", task.id = %id);
+        self.inner.tracker.spawn(
+            async move {
+                tokio::select! {
+                    () = this.inner.shutdown.cancelled() => {
+                        // Left in `storing`; the next start copies it again.
+                    }
+                    () = this.copy_task(&id) => {}
+                }
+                this.inner.copying.fetch_sub(1, Ordering::AcqRel);
+                this.inner.changed.notify_waiters();
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn copy_task(&self, id: &str) {
+        let Ok(_permit) = self.inner.copy_slots.clone().acquire_owned().await else {
+            return;
+        };
+        let task = match self.inner.store.get_task(id).await {
+            Ok(Some(t)) if t.status == Status::Storing => t,
+            Ok(_) => return,
+            Err(e) => {
+                error!(task.id = %id, error = %e, "reading task {id} to store its outputs failed: {e}; it is copied at next start");
+                return;
+            }
+        };
+        let started = std::time::Instant::now();
+        let outcome = self.inner.media.copy_all(&task).await;
+        let event = match outcome {
+            Ok(outputs) => Event::Stored { outputs },
+            Err(error) => {
+                warn!(task.id = %id, code = %error.code, "storing the outputs of task {id} failed: {}", error.message);
+                Event::Fail {
+                    error,
+                    retry_at: now_ms(),
+                }
+            }
+        };
+        let stored = self
+            .transition(id, None, |t| {
+                (t.status == Status::Storing).then(|| event.clone())
+            })
+            .await;
+        match stored {
+            Ok(Some(t)) if t.status == Status::Succeeded => {
+                let duration_ms = started.elapsed().as_millis() as u64;
+                info!(task.id = %id, duration_ms, outputs = t.outputs.len(), "stored {} outputs of task {id}", t.outputs.len());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                error!(task.id = %id, error = %e, "storing the copy result of task {id} failed: {e}; it is copied again at next start");
+            }
+        }
     }
 
     fn follow_locked(

@@ -466,6 +466,40 @@ impl TaskService {
     /// # Errors
     /// [`ServiceError::NotFound`] as for `get`; [`ServiceError::Conflict`] when
     /// the task already finished.
+    /// Deletes a finished task: it leaves listings and the gallery, and its
+    /// stored media is removed from storage (objects that cannot be removed
+    /// now are left to `gengate media gc`).
+    ///
+    /// # Errors
+    /// `NotFound` for another user's task, `Conflict` for an unfinished one.
+    pub async fn delete(
+        &self,
+        caller: &Caller,
+        task_id: &str,
+        media: &crate::media::Media,
+    ) -> Result<(), ServiceError> {
+        let task = self.get(caller, task_id).await?;
+        if !task.status.is_terminal() {
+            return Err(ServiceError::Conflict {
+                code: "task_unfinished",
+                message: format!(
+                    "task {} is {}; cancel it first, only finished tasks can be deleted",
+                    task.id,
+                    task.status.as_str()
+                ),
+            });
+        }
+        if !self.store.delete_task(task_id).await? {
+            return Err(ServiceError::NotFound(format!("no task {task_id}")));
+        }
+        self.hub.forget(&task);
+        if let Err(e) = media.delete_outputs(&task.outputs).await {
+            tracing::warn!(task.id = %task.id, error = %e, "media of deleted task {} not removed: {e}; `gengate media gc` removes it", task.id);
+        }
+        tracing::info!(task.id = %task.id, "task {} deleted", task.id);
+        Ok(())
+    }
+
     pub async fn cancel(&self, caller: &Caller, task_id: &str) -> Result<Task, ServiceError> {
         let task = self.get(caller, task_id).await?;
         let finished = |t: &Task| ServiceError::Conflict {

@@ -170,6 +170,9 @@ impl Store for GatedStore {
     async fn status_counts(&self) -> gengate_store::Result<Vec<StatusCount>> {
         self.inner.status_counts().await
     }
+    async fn delete_task(&self, id: &str) -> gengate_store::Result<bool> {
+        self.inner.delete_task(id).await
+    }
     async fn purge_idempotency(&self, before: i64) -> gengate_store::Result<u64> {
         self.inner.purge_idempotency(before).await
     }

@@ -9,6 +9,7 @@ mod http_provider;
 mod idempotency;
 mod lifecycle;
 mod live;
+mod media;
 mod ops;
 mod paging;
 mod polling_budget;

@@ -29,7 +29,8 @@ async fn health_ready_metrics_and_stats_answer() {
     for needle in [
         "gengate_http_requests_total{route=\"/v1/tasks\",method=\"POST\",status=\"202\"} 1",
         "gengate_http_request_duration_seconds_bucket{route=\"/v1/tasks\"",
-        "gengate_task_transitions_total{from=\"running\",to=\"succeeded\"} 1",
+        "gengate_task_transitions_total{from=\"running\",to=\"storing\"} 1",
+        "gengate_task_transitions_total{from=\"storing\",to=\"succeeded\"} 1",
         "gengate_queue_depth{provider=\"sim\"} 0",
         "gengate_in_flight{provider=\"sim\"} 0",
         "gengate_provider_task_duration_seconds_count{provider=\"sim\"} 1",

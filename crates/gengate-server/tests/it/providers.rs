@@ -180,7 +180,8 @@ async fn kling_callbacks_finish_tasks_long_before_the_first_poll() {
             t["outputs"][0]["url"]
                 .as_str()
                 .unwrap()
-                .starts_with(&mock.url)
+                .starts_with(&format!("{}/media/t/", app.base)),
+            "the output is copied to gengate's own media: {t}"
         );
     }
     let stats = admin_stats(&app, "kling").await;

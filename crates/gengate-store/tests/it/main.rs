@@ -100,6 +100,105 @@ async fn sqlite_updates_are_conditional_on_the_version() {
     assert_eq!((counts[0].status, counts[0].count), (Status::Submitting, 1));
 }
 
+/// Moves a stored task through `events`, storing each step.
+async fn drive(
+    store: &dyn Store,
+    mut task: gengate_core::Task,
+    events: Vec<Event>,
+) -> gengate_core::Task {
+    for (i, e) in events.into_iter().enumerate() {
+        let (mut next, _) = apply(&task, e, 1000 + i as i64).unwrap();
+        next.version = task.version + 1;
+        assert!(store.update_task(&next).await.unwrap());
+        task = next;
+    }
+    task
+}
+
+#[tokio::test]
+async fn sqlite_storing_tasks_are_active_with_their_outputs_and_finished_ones_can_be_deleted() {
+    let (store, _dir) = sqlite().await;
+    let u = user(&*store, "u").await;
+    let created = store
+        .create_task(
+            new_task(1, u, 100),
+            Some(IdempotencyKey {
+                key: "k".into(),
+                request_hash: "h".into(),
+                not_before: 0,
+            }),
+        )
+        .await
+        .unwrap()
+        .task;
+    let out = gengate_core::Output::new("https://provider/x.png", "image/png");
+    let storing = drive(
+        &*store,
+        created,
+        vec![
+            Event::Claim,
+            Event::Accept {
+                provider_task_id: "p1".into(),
+            },
+            Event::Succeed {
+                outputs: vec![out.clone()],
+            },
+        ],
+    )
+    .await;
+    assert_eq!(storing.status, Status::Storing);
+    let active = store.active_tasks().await.unwrap();
+    assert_eq!(active.len(), 1, "recovery finds storing tasks");
+    assert_eq!(
+        active[0].outputs,
+        vec![out.clone()],
+        "with the provider's outputs"
+    );
+    assert!(
+        !store.delete_task(&storing.id).await.unwrap(),
+        "unfinished tasks stay"
+    );
+
+    let stored = gengate_core::Output {
+        key: Some("t/x/0.png".into()),
+        sha256: Some("ab".repeat(32)),
+        thumbnail_url: Some("https://cdn/t/x/0.png.thumb.jpg".into()),
+        bytes: Some(5),
+        ..out
+    };
+    let done = drive(
+        &*store,
+        storing,
+        vec![Event::Stored {
+            outputs: vec![stored.clone()],
+        }],
+    )
+    .await;
+    let read = store.get_task(&done.id).await.unwrap().unwrap();
+    assert_eq!(
+        (read.status, read.outputs.clone()),
+        (Status::Succeeded, vec![stored])
+    );
+    assert!(store.active_tasks().await.unwrap().is_empty());
+
+    assert!(store.delete_task(&done.id).await.unwrap());
+    assert!(store.get_task(&done.id).await.unwrap().is_none());
+    assert!(!store.delete_task(&done.id).await.unwrap(), "already gone");
+    // The idempotency key went with it: the same key makes a new task.
+    let again = store
+        .create_task(
+            new_task(2, u, 200),
+            Some(IdempotencyKey {
+                key: "k".into(),
+                request_hash: "h".into(),
+                not_before: 0,
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(!again.replayed);
+}
+
 #[tokio::test]
 async fn sqlite_idempotency_replays_refuses_mismatches_and_expires() {
     let (store, _dir) = sqlite().await;
@@ -315,7 +414,7 @@ async fn sqlite_api_queries_use_indexes() {
     );
     assert!(key.contains("USING INDEX"), "{key}");
     let active = plan(
-        "SELECT * FROM tasks WHERE status IN ('queued', 'submitting', 'running') ORDER BY id",
+        "SELECT * FROM tasks WHERE status IN ('queued', 'submitting', 'running', 'storing') ORDER BY id",
         &[],
     );
     assert!(active.contains("tasks_active"), "{active}");

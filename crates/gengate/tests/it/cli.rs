@@ -11,6 +11,7 @@ fn help_is_there_for_every_subcommand_and_bad_flags_exit_2() {
         vec!["keys", "create", "--help"],
         vec!["mock-provider", "--help"],
         vec!["bench", "--help"],
+        vec!["media", "gc", "--help"],
     ] {
         let (code, out, _) = run(&args, dir.path());
         assert_eq!(code, 0, "{args:?}");
@@ -249,4 +250,23 @@ fn bench_refuses_bad_flags_with_exit_2_naming_the_flag() {
     );
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("https"), "{err}");
+}
+
+#[test]
+fn media_gc_removes_objects_no_task_refers_to() {
+    let dir = tempfile::tempdir().unwrap();
+    let orphan = dir.path().join("data/media/t/tsk_01GONE/0.png");
+    std::fs::create_dir_all(orphan.parent().unwrap()).unwrap();
+    std::fs::write(&orphan, b"\x89PNG\r\n\x1a\n").unwrap();
+    let (code, out, err) = run(&["media", "gc", "--dry-run"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("would delete orphan t/tsk_01GONE/0.png"),
+        "{out}"
+    );
+    assert!(orphan.exists(), "a dry run deletes nothing");
+    let (code, out, err) = run(&["media", "gc"], dir.path());
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("scanned 1 objects: 1 orphaned"), "{out}");
+    assert!(!orphan.exists());
 }

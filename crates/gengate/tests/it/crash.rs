@@ -57,7 +57,7 @@ async fn kill_9_while_tasks_are_queued_and_running_loses_nothing_and_submits_not
     std::fs::write(
         &config,
         format!(
-            "[providers.sim]\nkind = \"sim\"\nbase_url = \"{}\"\nconcurrency = 8\n\n[dispatch]\npoll_initial = \"200ms\"\npoll_max = \"500ms\"\n",
+            "[providers.sim]\nkind = \"sim\"\nbase_url = \"{}\"\nconcurrency = 8\n\n[dispatch]\npoll_initial = \"200ms\"\npoll_max = \"500ms\"\n\n[media]\nallow_private = true\n",
             mock.url
         ),
     )
@@ -292,6 +292,9 @@ duration = "5"
 [dispatch]
 poll_initial = "200ms"
 poll_max = "1s"
+
+[media]
+allow_private = true  # the mock serves outputs on loopback
 "#,
             mock.url
         ),

@@ -1,0 +1,446 @@
+//! The media step: copies each output a provider reports into the
+//! operator's storage ([`backend`]) and records key, public URL, sniffed
+//! content type, size and SHA-256 on the task. The dispatcher runs it for
+//! tasks in `storing` and decides what a failure does to the task; this
+//! module owns what is fetched ([`guard`]), how it is checked ([`sniff`])
+//! and how it is streamed (one chunk in memory, or one S3 part).
+
+pub mod backend;
+pub mod gc;
+pub mod guard;
+pub mod sniff;
+pub mod thumb;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gengate_core::{Output, Task};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+
+pub use backend::{Backend, S3Settings, StorageError};
+use guard::{Forbidden, GuardedResolver, Lookup, check_url, forbidden_in};
+
+/// Rules of the media step.
+#[derive(Clone)]
+pub struct Settings {
+    /// Copies under way at once (across tasks).
+    pub concurrency: usize,
+    /// Largest output accepted, bytes.
+    pub max_bytes: u64,
+    /// Tries per output before the task fails with `output_copy_failed`.
+    pub max_attempts: u32,
+    /// First retry delay; doubled each attempt.
+    pub retry_base: Duration,
+    /// Fetch from loopback and private addresses (the mocks in tests).
+    pub allow_private: bool,
+    /// Hosts outputs may come from besides each provider's own (empty with
+    /// no provider hosts known: any public host).
+    pub allowed_hosts: Vec<String>,
+    /// Per provider entry: its own API host.
+    pub provider_hosts: HashMap<String, Vec<String>>,
+    /// Timeout of one fetch, from request to last byte.
+    pub fetch_timeout: Duration,
+    /// Provider entries whose outputs are files in this server's own media
+    /// directory (the in-process simulator). Only their URLs are read from
+    /// disk: another provider naming one of our URLs must not get a copy
+    /// of someone else's file.
+    pub in_place_providers: Vec<String>,
+}
+
+/// Why one output could not be copied.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyError {
+    /// The provider's URL has expired (403/404/410 after its `expires_at`).
+    #[error("the provider's URL has expired ({0})")]
+    Expired(String),
+    /// Refused for good: forbidden address or host, too large, not the
+    /// type it claims. Retrying would be refused again.
+    #[error("{0}")]
+    Refused(String),
+    /// The fetch or the upload failed in a way another try may fix.
+    #[error("{0}")]
+    Transient(String),
+}
+
+impl From<Forbidden> for CopyError {
+    fn from(f: Forbidden) -> Self {
+        CopyError::Refused(f.to_string())
+    }
+}
+
+impl From<StorageError> for CopyError {
+    fn from(e: StorageError) -> Self {
+        CopyError::Transient(e.to_string())
+    }
+}
+
+/// Redirect hops followed at most.
+const MAX_REDIRECTS: usize = 5;
+
+/// The media step's shared parts. Cheap to share behind an `Arc`.
+pub struct Media {
+    pub backend: Backend,
+    pub settings: Settings,
+    client: reqwest::Client,
+    /// This server's own media: (dir, `<public_url>/media`), where the
+    /// in-process simulator's outputs already are.
+    own: (std::path::PathBuf, String),
+}
+
+impl Media {
+    /// # Errors
+    /// When the HTTP client cannot be built.
+    pub fn new(
+        backend: Backend,
+        settings: Settings,
+        own_dir: std::path::PathBuf,
+        own_base_url: String,
+        lookup: Arc<dyn Lookup>,
+    ) -> anyhow::Result<Self> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .dns_resolver(Arc::new(GuardedResolver {
+                lookup,
+                allow_private: settings.allow_private,
+            }))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(settings.fetch_timeout)
+            .build()?;
+        Ok(Self {
+            backend,
+            settings,
+            client,
+            own: (own_dir, own_base_url),
+        })
+    }
+
+    /// The key of output `index` of a task: `<task id>/<index>.<ext>`.
+    pub fn key_of(task_id: &str, index: usize, content_type: &str) -> String {
+        format!("t/{task_id}/{index}.{}", sniff::extension(content_type))
+    }
+
+    /// Copies every output of a storing task, each with its own retries.
+    ///
+    /// # Errors
+    /// The first output that could not be copied, as the task's error.
+    pub async fn copy_all(&self, task: &Task) -> Result<Vec<Output>, gengate_core::TaskError> {
+        let mut stored = Vec::with_capacity(task.outputs.len());
+        for (index, out) in task.outputs.iter().enumerate() {
+            if out.key.is_some() {
+                stored.push(out.clone());
+                continue;
+            }
+            let mut attempt = 0;
+            let result = loop {
+                attempt += 1;
+                match self.copy_one(task, index, out).await {
+                    Err(CopyError::Transient(msg)) if attempt < self.settings.max_attempts => {
+                        let wait = self.settings.retry_base * 2u32.saturating_pow(attempt - 1);
+                        tracing::warn!(task.id = %task.id, attempt, "copying output {index} of task {} failed: {msg}; retrying in {wait:?}", task.id);
+                        tokio::time::sleep(wait).await;
+                    }
+                    other => break other,
+                }
+            };
+            match result {
+                Ok(o) => stored.push(o),
+                Err(CopyError::Expired(msg)) => {
+                    return Err(gengate_core::TaskError::new(
+                        "output_expired",
+                        format!("output {index}: the provider's URL has expired ({msg})"),
+                        false,
+                    ));
+                }
+                Err(e) => {
+                    return Err(gengate_core::TaskError::new(
+                        "output_copy_failed",
+                        format!("output {index}: {e}"),
+                        false,
+                    ));
+                }
+            }
+        }
+        Ok(stored)
+    }
+
+    /// Copies one output to its key (again, if a crash interrupted it).
+    ///
+    /// # Errors
+    /// [`CopyError`] says whether another try may help.
+    pub async fn copy_one(
+        &self,
+        task: &Task,
+        index: usize,
+        out: &Output,
+    ) -> Result<Output, CopyError> {
+        let own_file = self
+            .settings
+            .in_place_providers
+            .contains(&task.provider)
+            .then(|| Backend::local_file_of(&self.own.0, &self.own.1, &out.url))
+            .flatten();
+        let mut source = match &own_file {
+            Some((_, path)) => Source::File(
+                tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|e| CopyError::Refused(format!("own media file: {e}")))?,
+            ),
+            None => Source::Http(self.fetch(task, out).await?),
+        };
+        let max = self.settings.max_bytes;
+        if let Some(len) = source.declared_len()
+            && len > max
+        {
+            return Err(CopyError::Refused(format!(
+                "output is {len} bytes, over media.max_bytes ({max})"
+            )));
+        }
+        // Enough bytes to sniff the type before anything is stored.
+        let mut head: Vec<u8> = Vec::new();
+        while head.len() < sniff::SNIFF_LEN {
+            match source.chunk().await? {
+                Some(c) => head.extend_from_slice(&c),
+                None => break,
+            }
+        }
+        let Some(actual) = sniff::sniff(&head) else {
+            return Err(CopyError::Refused(
+                "the content is not a recognized image or video".into(),
+            ));
+        };
+        let declared = url_path(&out.url)
+            .and_then(|p| sniff::type_of_extension(&p))
+            .unwrap_or(out.content_type.as_str());
+        for claimed in [declared, out.content_type.as_str()] {
+            if sniff::family(claimed) != sniff::family(actual) {
+                return Err(CopyError::Refused(format!(
+                    "the content is {actual}, not the {claimed} it claims to be"
+                )));
+            }
+        }
+        let key = Self::key_of(&task.id, index, actual);
+        // Already ours and in place (the in-process simulator): record it.
+        let in_place = matches!(self.backend, Backend::Local { .. }) && own_file.is_some();
+        let key = match own_file {
+            Some((own_key, _)) if in_place => own_key,
+            _ => key,
+        };
+        let mut writer = if in_place {
+            None
+        } else {
+            Some(self.backend.writer(&key, actual).await?)
+        };
+        let mut hasher = Sha256::new();
+        let mut total: u64 = 0;
+        // Images small enough are kept for their thumbnail; anything larger
+        // (and every video) only streams through.
+        let mut for_thumb: Option<Vec<u8>> = (thumb::wanted(actual)
+            && source
+                .declared_len()
+                .is_none_or(|n| n <= thumb::MAX_INPUT_BYTES))
+        .then(Vec::new);
+        let mut pending = Some(bytes::Bytes::from(head));
+        let result: Result<(), CopyError> = async {
+            loop {
+                let chunk = match pending.take() {
+                    Some(c) => c,
+                    None => match source.chunk().await? {
+                        Some(c) => c,
+                        None => break,
+                    },
+                };
+                total += chunk.len() as u64;
+                if total > max {
+                    return Err(CopyError::Refused(format!(
+                        "output is over media.max_bytes ({max})"
+                    )));
+                }
+                hasher.update(&chunk);
+                if let Some(buf) = for_thumb.as_mut() {
+                    if (buf.len() + chunk.len()) as u64 > thumb::MAX_INPUT_BYTES {
+                        for_thumb = None;
+                    } else {
+                        buf.extend_from_slice(&chunk);
+                    }
+                }
+                if let Some(w) = writer.as_mut() {
+                    w.write(&chunk).await?;
+                }
+            }
+            Ok(())
+        }
+        .await;
+        match (result, writer) {
+            (Err(e), Some(w)) => {
+                w.abort().await;
+                return Err(e);
+            }
+            (Err(e), None) => return Err(e),
+            (Ok(()), Some(w)) => w.finish().await?,
+            (Ok(()), None) => {}
+        }
+        let sha256 = hex(&hasher.finalize());
+        let thumbnail_url = match for_thumb {
+            Some(bytes) => self.store_thumbnail(task, &key, bytes).await?,
+            None => out.thumbnail_url.clone(),
+        };
+        tracing::debug!(task.id = %task.id, size_bytes = total, key = %key, "stored output {index} of task {}", task.id);
+        Ok(Output {
+            url: self.backend.public_url(&key),
+            content_type: actual.to_owned(),
+            bytes: Some(total),
+            expires_at: None,
+            key: Some(key),
+            sha256: Some(sha256),
+            thumbnail_url,
+        })
+    }
+
+    /// Renders and stores the thumbnail of an image output; an image that
+    /// cannot be rendered simply gets none.
+    async fn store_thumbnail(
+        &self,
+        task: &Task,
+        key: &str,
+        bytes: Vec<u8>,
+    ) -> Result<Option<String>, CopyError> {
+        let rendered = tokio::task::spawn_blocking(move || thumb::render(&bytes))
+            .await
+            .map_err(|e| CopyError::Transient(format!("thumbnail task: {e}")))?;
+        let jpeg = match rendered {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::warn!(task.id = %task.id, "no thumbnail for {key}: {e}");
+                return Ok(None);
+            }
+        };
+        let tkey = thumb_key(key);
+        let mut w = self.backend.writer(&tkey, "image/jpeg").await?;
+        if let Err(e) = w.write(&jpeg).await {
+            w.abort().await;
+            return Err(e.into());
+        }
+        w.finish().await?;
+        Ok(Some(self.backend.public_url(&tkey)))
+    }
+
+    /// Opens the provider's URL, following redirects by hand so that each
+    /// hop is checked like the first.
+    async fn fetch(&self, task: &Task, out: &Output) -> Result<reqwest::Response, CopyError> {
+        let mut allowed: Vec<String> = self.settings.allowed_hosts.clone();
+        if !allowed.is_empty()
+            && let Some(own) = self.settings.provider_hosts.get(&task.provider)
+        {
+            allowed.extend(own.iter().cloned());
+        }
+        let mut url = reqwest::Url::parse(&out.url)
+            .map_err(|e| CopyError::Refused(format!("bad output URL: {e}")))?;
+        for _ in 0..=MAX_REDIRECTS {
+            check_url(&url, &allowed, self.settings.allow_private)?;
+            let r = match self.client.get(url.clone()).send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    return Err(match forbidden_in(&e) {
+                        Some(f) => f.into(),
+                        None => CopyError::Transient(format!("fetching the output: {e}")),
+                    });
+                }
+            };
+            let status = r.status();
+            if status.is_redirection() {
+                let next = r
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|loc| url.join(loc).ok())
+                    .ok_or_else(|| {
+                        CopyError::Refused(format!("{status} without a usable Location"))
+                    })?;
+                url = next;
+                continue;
+            }
+            if status.is_success() {
+                return Ok(r);
+            }
+            let past_expiry = out.expires_at.is_some_and(|at| crate::now_ms() >= at);
+            return Err(match status.as_u16() {
+                403 | 404 | 410 if past_expiry => CopyError::Expired(format!("HTTP {status}")),
+                408 | 429 => CopyError::Transient(format!("the provider answered {status}")),
+                s if s >= 500 => CopyError::Transient(format!("the provider answered {status}")),
+                // A 403/404 before the expiry may be a CDN not yet in sync.
+                403 | 404 => CopyError::Transient(format!("the provider answered {status}")),
+                _ => CopyError::Refused(format!("the provider answered {status}")),
+            });
+        }
+        Err(CopyError::Refused(format!(
+            "more than {MAX_REDIRECTS} redirects"
+        )))
+    }
+
+    /// Deletes the stored objects of these outputs (best effort per key).
+    ///
+    /// # Errors
+    /// The first key that could not be deleted.
+    pub async fn delete_outputs(&self, outputs: &[Output]) -> Result<(), StorageError> {
+        for o in outputs {
+            if let Some(key) = &o.key {
+                self.backend.delete(key).await?;
+                if o.thumbnail_url.is_some() {
+                    self.backend.delete(&thumb_key(key)).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The key of an output's thumbnail, beside it.
+pub fn thumb_key(key: &str) -> String {
+    format!("{key}.thumb.jpg")
+}
+
+fn url_path(url: &str) -> Option<String> {
+    reqwest::Url::parse(url).ok().map(|u| u.path().to_owned())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where the bytes of an output come from.
+enum Source {
+    Http(reqwest::Response),
+    File(tokio::fs::File),
+}
+
+/// Read size for local files.
+const FILE_CHUNK: usize = 256 * 1024;
+
+impl Source {
+    fn declared_len(&self) -> Option<u64> {
+        match self {
+            Source::Http(r) => r.content_length(),
+            Source::File(_) => None,
+        }
+    }
+
+    async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, CopyError> {
+        match self {
+            Source::Http(r) => r
+                .chunk()
+                .await
+                .map_err(|e| CopyError::Transient(format!("reading the output: {e}"))),
+            Source::File(f) => {
+                let mut buf = vec![0u8; FILE_CHUNK];
+                let n = f
+                    .read(&mut buf)
+                    .await
+                    .map_err(|e| CopyError::Transient(format!("reading the output: {e}")))?;
+                buf.truncate(n);
+                Ok((n > 0).then(|| bytes::Bytes::from(buf)))
+            }
+        }
+    }
+}
