@@ -85,18 +85,13 @@ impl fmt::Debug for KlingSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KlingSettings")
             .field("base_url", &self.base_url)
-            .field("access_key", &mask(&self.access_key))
+            .field("access_key", &wire::masked(&self.access_key))
             .field("secret_key", &"***")
             .field("timeout", &self.timeout)
             .field("retry_after", &self.retry_after)
             .field("token_ttl", &self.token_ttl)
             .finish()
     }
-}
-
-/// A key as logs may show it: a short fingerprint, enough to tell keys apart.
-fn mask(key: &str) -> String {
-    format!("*** (sha256 {})", &wire::sha256_hex(key.as_bytes())[..8])
 }
 
 /// The operation a task was created with; it must be queried under the same
@@ -188,7 +183,7 @@ impl fmt::Debug for Kling {
         f.debug_struct("Kling")
             .field("name", &self.name)
             .field("base_url", &self.base_url)
-            .field("access_key", &mask(&self.access_key))
+            .field("access_key", &wire::masked(&self.access_key))
             .field("secret_key", &"***")
             .field("retry_after", &self.retry_after)
             .field("token_ttl_secs", &self.token_ttl_secs)
@@ -906,7 +901,7 @@ mod tests {
         let s = KlingSettings::new("AKabcdefgh", "very-secret");
         let shown = format!("{s:?}");
         assert!(!shown.contains("very-secret") && !shown.contains("AKabcdefgh"));
-        assert!(shown.contains(&mask("AKabcdefgh")) && shown.contains("sha256 "));
+        assert!(shown.contains(&wire::masked("AKabcdefgh")) && shown.contains("sha256 "));
         let k = Kling::new("kling", s).unwrap();
         assert!(!format!("{k:?}").contains("very-secret"));
     }

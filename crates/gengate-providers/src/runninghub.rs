@@ -63,20 +63,10 @@ impl fmt::Debug for RunningHubSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RunningHubSettings")
             .field("base_url", &self.base_url)
-            .field("api_key", &masked(&self.api_key))
+            .field("api_key", &wire::masked(&self.api_key))
             .field("timeout", &self.timeout)
             .field("retry_after", &self.retry_after)
             .finish()
-    }
-}
-
-/// A key as it may be printed: a short fingerprint that tells two
-/// configured keys apart without revealing either.
-fn masked(key: &str) -> String {
-    if key.is_empty() {
-        "<empty>".to_owned()
-    } else {
-        format!("*** (sha256 {})", &wire::sha256_hex(key.as_bytes())[..8])
     }
 }
 
@@ -94,7 +84,7 @@ impl fmt::Debug for RunningHub {
         f.debug_struct("RunningHub")
             .field("name", &self.name)
             .field("base_url", &self.base_url)
-            .field("api_key", &masked(&self.api_key))
+            .field("api_key", &wire::masked(&self.api_key))
             .field("retry_after", &self.retry_after)
             .finish_non_exhaustive()
     }

@@ -43,6 +43,16 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// A key as it may be printed: a short fingerprint that tells two
+/// configured keys apart without revealing either.
+pub(crate) fn masked(key: &str) -> String {
+    if key.is_empty() {
+        "<empty>".to_owned()
+    } else {
+        format!("*** (sha256 {})", &sha256_hex(key.as_bytes())[..8])
+    }
+}
+
 /// Compares secrets without an early exit on the first differing byte.
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
