@@ -80,7 +80,7 @@ pub fn callback_token(key: &[u8], provider: &str, task_id: &str) -> String {
     mac.update(b"\n");
     mac.update(task_id.as_bytes());
     let tag = mac.finalize().into_bytes();
-    tag[..16].iter().map(|b| format!("{b:02x}")).collect()
+    crate::keys::hex(&tag[..16])
 }
 
 /// Recent run times of one model, to time polls.

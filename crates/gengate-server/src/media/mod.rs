@@ -281,7 +281,7 @@ impl Media {
             (Ok(()), Some(w)) => w.finish().await?,
             (Ok(()), None) => {}
         }
-        let sha256 = hex(&hasher.finalize());
+        let sha256 = crate::keys::hex(&hasher.finalize());
         let thumbnail_url = match for_thumb {
             Some(bytes) => self.store_thumbnail(task, &key, bytes).await?,
             None => out.thumbnail_url.clone(),
@@ -403,10 +403,6 @@ pub fn thumb_key(key: &str) -> String {
 
 fn url_path(url: &str) -> Option<String> {
     reqwest::Url::parse(url).ok().map(|u| u.path().to_owned())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where the bytes of an output come from.

@@ -54,19 +54,8 @@ async fn ten_thousand_tasks_of_30_to_60_s_cost_at_most_3_polls_each() {
         cfg.media.concurrency = 1;
         cfg.dispatch.poll_initial = Dur(Duration::from_millis(500));
         cfg.dispatch.poll_max = Dur(Duration::from_secs(15));
-        let model: ModelConfig = toml::from_str(
-            r#"provider = "rh"
-kind = "image"
-expected = "30s..60s"
-[input.prompt]
-type = "string"
-required = true
-[params]
-workflowId = "1904136902449209346"
-nodeInfoList = [{nodeId = "6", fieldName = "text", fieldValue = "{{prompt}}"}]
-"#,
-        )
-        .unwrap();
+        let model: ModelConfig =
+            toml::from_str(&crate::providers::runninghub_model("rh", "30s..60s")).unwrap();
         cfg.models.insert("rh-image".into(), model);
     })
     .await;

@@ -114,6 +114,34 @@ fn task(model: &str, prompt: &str) -> Value {
     json!({"model": model, "input": {"prompt": prompt}})
 }
 
+/// Creates `n` tasks of `model` (prompts `"{prefix} {i}"`), each answered 202.
+async fn create_tasks(app: &TestApp, model: &str, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = app.post_task(&task(model, &format!("{prefix} {i}"))).await;
+        assert_eq!(r.status, 202, "{}", r.body);
+        ids.push(r.id());
+    }
+    ids
+}
+
+/// A RunningHub image model on provider entry `provider`: one workflow
+/// whose node 6 takes the prompt.
+pub(crate) fn runninghub_model(provider: &str, expected: &str) -> String {
+    format!(
+        r#"provider = "{provider}"
+kind = "image"
+expected = "{expected}"
+[input.prompt]
+type = "string"
+required = true
+[params]
+workflowId = "1904136902449209346"
+nodeInfoList = [{{nodeId = "6", fieldName = "text", fieldValue = "{{{{prompt}}}}"}}]
+"#
+    )
+}
+
 /// Waits until every task in `ids` is finished; returns them.
 async fn wait_finished(app: &TestApp, ids: &[String], within: Duration) -> Vec<Value> {
     let deadline = Instant::now() + within;
@@ -165,14 +193,7 @@ async fn kling_callbacks_finish_tasks_long_before_the_first_poll() {
         cfg.dispatch.poll_max = Dur(Duration::from_secs(30));
     })
     .await;
-    let mut ids = Vec::new();
-    for i in 0..3 {
-        let r = app
-            .post_task(&task("kling-model", &format!("boat {i}")))
-            .await;
-        assert_eq!(r.status, 202, "{}", r.body);
-        ids.push(r.id());
-    }
+    let ids = create_tasks(&app, "kling-model", "boat", 3).await;
     for t in wait_finished(&app, &ids, Duration::from_secs(10)).await {
         assert_eq!(t["status"], "succeeded", "{t}");
         assert_eq!(t["provider"], "kling");
@@ -214,14 +235,7 @@ async fn with_every_callback_dropped_tasks_still_finish_by_polling() {
         );
     })
     .await;
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        ids.push(
-            app.post_task(&task("kling-model", &format!("lost {i}")))
-                .await
-                .id(),
-        );
-    }
+    let ids = create_tasks(&app, "kling-model", "lost", 5).await;
     for t in wait_finished(&app, &ids, Duration::from_secs(20)).await {
         assert_eq!(t["status"], "succeeded", "{t}");
     }
@@ -320,28 +334,12 @@ async fn an_account_full_answer_lowers_the_slots_used_and_spends_no_attempt() {
             "rh",
             ProviderKind::Runninghub,
             &url,
-            r#"provider = "rh"
-kind = "image"
-expected = "150ms..300ms"
-[input.prompt]
-type = "string"
-required = true
-[params]
-workflowId = "1904136902449209346"
-nodeInfoList = [{nodeId = "6", fieldName = "text", fieldValue = "{{prompt}}"}]
-"#,
+            &runninghub_model("rh", "150ms..300ms"),
         );
         cfg.providers.get_mut("rh").unwrap().concurrency = 6;
     })
     .await;
-    let mut ids = Vec::new();
-    for i in 0..12 {
-        ids.push(
-            app.post_task(&task("rh-model", &format!("full {i}")))
-                .await
-                .id(),
-        );
-    }
+    let ids = create_tasks(&app, "rh-model", "full", 12).await;
     for t in wait_finished(&app, &ids, Duration::from_secs(30)).await {
         assert_eq!(t["status"], "succeeded", "{t}");
         assert_eq!(t["attempts"], 1, "back-pressure is not an attempt: {t}");
@@ -450,14 +448,7 @@ async fn a_model_fails_over_to_its_secondary_provider_while_the_primary_circuit_
         cfg.models.get_mut("kling-a-model").unwrap().max_attempts = 5;
     })
     .await;
-    let mut ids = Vec::new();
-    for i in 0..6 {
-        ids.push(
-            app.post_task(&task("kling-a-model", &format!("fail over {i}")))
-                .await
-                .id(),
-        );
-    }
+    let ids = create_tasks(&app, "kling-a-model", "fail over", 6).await;
     for t in wait_finished(&app, &ids, Duration::from_secs(30)).await {
         assert_eq!(t["status"], "succeeded", "{t}");
         assert_eq!(t["provider"], "kling-b", "{t}");
