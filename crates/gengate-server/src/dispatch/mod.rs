@@ -687,12 +687,22 @@ impl Dispatcher {
         let Ok(_permit) = self.inner.copy_slots.clone().acquire_owned().await else {
             return;
         };
-        let task = match self.inner.store.get_task(id).await {
-            Ok(Some(t)) if t.status == Status::Storing => t,
-            Ok(_) => return,
-            Err(e) => {
-                error!(task.id = %id, error = %e, "reading task {id} to store its outputs failed: {e}; it is copied at next start");
-                return;
+        // The cached state is exact on one node; the store when it is not
+        // cached, retried (a task must not sit in `storing` until a restart).
+        let mut delay = Duration::from_millis(100);
+        let task = loop {
+            let read = match self.inner.hub.get(id) {
+                Some(t) => Ok(Some((*t).clone())),
+                None => self.inner.store.get_task(id).await,
+            };
+            match read {
+                Ok(Some(t)) if t.status == Status::Storing => break t,
+                Ok(_) => return,
+                Err(e) => {
+                    error!(task.id = %id, error = %e, "reading task {id} to store its outputs failed: {e}; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
             }
         };
         let started = std::time::Instant::now();
@@ -707,20 +717,16 @@ impl Dispatcher {
                 }
             }
         };
+        // The copy is done and paid for in time: its result is stored
+        // whatever it takes (a store failure is retried, not forgotten).
         let stored = self
-            .transition(id, None, |t| {
+            .transition_retrying(id, None, |t| {
                 (t.status == Status::Storing).then(|| event.clone())
             })
             .await;
-        match stored {
-            Ok(Some(t)) if t.status == Status::Succeeded => {
-                let duration_ms = started.elapsed().as_millis() as u64;
-                info!(task.id = %id, duration_ms, outputs = t.outputs.len(), "stored {} outputs of task {id}", t.outputs.len());
-            }
-            Ok(_) => {}
-            Err(e) => {
-                error!(task.id = %id, error = %e, "storing the copy result of task {id} failed: {e}; it is copied again at next start");
-            }
+        if let Some(t) = stored.filter(|t| t.status == Status::Succeeded) {
+            let duration_ms = started.elapsed().as_millis() as u64;
+            info!(task.id = %id, duration_ms, outputs = t.outputs.len(), "stored {} outputs of task {id}", t.outputs.len());
         }
     }
 
