@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use gengate_core::task::NewTask;
-use gengate_core::{Role, Status, Task, UserId};
+use gengate_core::{Role, Status, Task, TaskId, UserId};
 
 pub mod sqlite;
 
@@ -95,6 +95,84 @@ pub struct StatusCount {
     pub count: u64,
 }
 
+/// How a task update is guarded beyond its version, on a shared store.
+///
+/// A task in `submitting`, `running` or `storing` is *leased* to the node
+/// working on it: `lease_owner` and `lease_until` (the database's clock) in
+/// its row. The holder renews its leases by heartbeat; a lease not renewed in
+/// time expires and another node takes the task over, bumping its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// Written by the node working on the task (a submission's answer, a
+    /// poll's result, a copy): the write needs this node's unexpired lease
+    /// on the task (or no lease on it), and renews it while the new status
+    /// holds one. A node that stalled past its lease writes nothing.
+    Lease,
+    /// Written on anyone's behalf (a cancel, an expiry, a move to another
+    /// provider): the version alone guards it. Such writes end the lease.
+    Version,
+}
+
+/// Whether `status` keeps its task leased to a node.
+pub fn holds_lease(status: Status) -> bool {
+    matches!(
+        status,
+        Status::Submitting | Status::Running | Status::Storing
+    )
+}
+
+/// Connection pool figures of a networked store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    /// Connections open, and the most the pool may open.
+    pub size: u32,
+    pub max: u32,
+    /// Open and unused now.
+    pub idle: u32,
+    /// Acquisitions so far, and the total and longest time they waited.
+    pub acquires: u64,
+    pub wait_micros_total: u64,
+    pub wait_micros_max: u64,
+    /// Acquisitions that gave up after the pool's timeout.
+    pub timeouts: u64,
+}
+
+/// One gengate process that shares the store, as its heartbeat recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    pub id: String,
+    /// Last heartbeat, by the database's clock (Unix ms).
+    pub seen_at: i64,
+    /// The node's own clock minus the database's at that heartbeat (ms).
+    pub clock_offset_ms: i64,
+    pub started_at: i64,
+}
+
+/// What `gengate doctor` reads off the database.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DbFacts {
+    /// Engine and version, as the server reports it.
+    pub engine: String,
+    /// Migrations applied, and the latest this build knows.
+    pub schema_version: i64,
+    pub latest_version: i64,
+    /// The server's connection limit, if it has one.
+    pub max_connections: Option<u64>,
+    /// Memory settings that matter for sizing (name, bytes).
+    pub memory: Vec<(String, u64)>,
+    /// The database's clock (Unix ms) when read.
+    pub now_ms: i64,
+    /// Nodes that sent a heartbeat recently.
+    pub nodes: Vec<NodeInfo>,
+}
+
+/// A task changed (for the cross-node event channel).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub task_id: TaskId,
+    pub version: i64,
+}
+
 /// Durable state. Every method is one transaction; every task update is
 /// conditional on the version the caller read, so racing writers (a cancel
 /// and a poll, two nodes) cannot both win.
@@ -131,9 +209,10 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Created>;
     async fn get_task(&self, id: &str) -> Result<Option<Task>>;
     async fn list_tasks(&self, query: &ListQuery) -> Result<Vec<Task>>;
-    /// Writes `task` if the stored version is still `task.version - 1`.
-    /// Returns `false` (and writes nothing) if someone else changed it first.
-    async fn update_task(&self, task: &Task) -> Result<bool>;
+    /// Writes `task` if the stored version is still `task.version - 1` and,
+    /// on a shared store, `fence` allows it. Returns `false` (and writes
+    /// nothing) if someone else changed it first or this node lost its lease.
+    async fn update_task(&self, task: &Task, fence: Fence) -> Result<bool>;
     /// Every task not yet in a terminal state (recovery at start).
     async fn active_tasks(&self) -> Result<Vec<Task>>;
     async fn status_counts(&self) -> Result<Vec<StatusCount>>;
@@ -142,6 +221,63 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_task(&self, id: &str) -> Result<bool>;
     /// Deletes idempotency records created before `before`; returns how many.
     async fn purge_idempotency(&self, before: i64) -> Result<u64>;
+
+    /// Whether several gengate processes may share this store (PostgreSQL,
+    /// MySQL). The dispatcher then claims work through the store and holds
+    /// leases on what it works on; otherwise it owns every task in memory.
+    fn shared(&self) -> bool {
+        false
+    }
+    /// The id this process holds leases under.
+    fn node_id(&self) -> &str {
+        "local"
+    }
+    /// Claims up to `max` queued tasks of `provider` that are due by `now`
+    /// (higher priority first, then round-robin over users, oldest first),
+    /// without letting the provider's tasks in `submitting` or `running`
+    /// exceed `limit` across every node. Each claimed task is stored as
+    /// `apply(Claim)` makes it, leased to this node, and returned.
+    async fn claim_tasks(&self, provider: &str, limit: u32, max: u32, now: i64) -> Result<Vec<Task>> {
+        let _ = (provider, limit, max, now);
+        Err(StoreError::Config("this store does not hand out claims".into()))
+    }
+    /// Extends this node's unexpired leases and records its heartbeat (with
+    /// its own clock, `now`). Expired leases are not renewed: they are lost.
+    /// Returns how many leases the node still holds.
+    async fn renew_leases(&self, now: i64) -> Result<u64> {
+        let _ = now;
+        Ok(0)
+    }
+    /// Takes over up to `max` tasks whose lease expired (their node died or
+    /// stalled): leased to this node, version bumped so that the former
+    /// holder's writes fail.
+    async fn take_over(&self, max: u32) -> Result<Vec<Task>> {
+        let _ = max;
+        Ok(Vec::new())
+    }
+    /// Unfinished tasks whose deadline passed by `now`, oldest deadline first.
+    async fn overdue_tasks(&self, now: i64, limit: u32) -> Result<Vec<Task>> {
+        let _ = (now, limit);
+        Ok(Vec::new())
+    }
+    /// Tasks changed at or after `since` (Unix ms, by the writers' clocks),
+    /// oldest change first: the cross-node event channel when nothing
+    /// pushes changes (MySQL without Redis).
+    async fn changes_since(&self, since: i64, limit: u32) -> Result<Vec<(Change, i64)>> {
+        let _ = (since, limit);
+        Ok(Vec::new())
+    }
+    /// Changes pushed by the database itself (PostgreSQL's LISTEN/NOTIFY),
+    /// when it can.
+    async fn subscribe(&self) -> Result<Option<tokio::sync::mpsc::Receiver<Change>>> {
+        Ok(None)
+    }
+    /// The connection pool's figures (zeros for an embedded store).
+    fn pool_stats(&self) -> PoolStats {
+        PoolStats::default()
+    }
+    /// Engine, schema and sizing facts for `gengate doctor`.
+    async fn facts(&self) -> Result<DbFacts>;
 
     /// The user's webhook signing secret, set to `candidate` if it has none.
     async fn webhook_secret(&self, user_id: UserId, candidate: &str) -> Result<String>;
@@ -174,16 +310,54 @@ pub struct Delivery {
     pub delivered_at: Option<i64>,
 }
 
-/// Opens the store a URL names and applies pending migrations.
-///
-/// `sqlite://PATH` (relative paths are relative to the working directory).
-/// MySQL/MariaDB and PostgreSQL URLs are recognized and refused until their
-/// backends exist.
+/// How to open a store.
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// This process's id among the nodes sharing a store.
+    pub node_id: String,
+    /// How long a lease lasts without a heartbeat.
+    pub lease: std::time::Duration,
+    /// Connections at most (networked stores).
+    pub pool_size: u32,
+    /// How long a call waits for a pooled connection before it fails.
+    pub pool_timeout: std::time::Duration,
+    /// Apply pending migrations. SQLite always does; a shared store only
+    /// when asked (`gengate migrate`), and otherwise refuses to open an
+    /// unmigrated database, so that nodes never race to change the schema.
+    pub migrate: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Self {
+            node_id: format!("node-{}-{nanos:08x}", std::process::id()),
+            lease: std::time::Duration::from_secs(15),
+            pool_size: 16,
+            pool_timeout: std::time::Duration::from_secs(5),
+            migrate: false,
+        }
+    }
+}
+
+/// Opens the store a URL names with default options.
 ///
 /// # Errors
-/// [`StoreError::Config`] for an unknown scheme, [`StoreError::Unavailable`]
-/// when the database cannot be opened or migrated.
+/// As [`open_with`].
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    open_with(url, &OpenOptions::default()).await
+}
+
+/// Opens the store a URL names: `sqlite://PATH` (relative paths are relative
+/// to the working directory, migrated on open), `postgres://…` or
+/// `mysql://…` (MySQL 8 or MariaDB 10.11; migrated by `gengate migrate`).
+///
+/// # Errors
+/// [`StoreError::Config`] for an unknown scheme or an unmigrated shared
+/// store, [`StoreError::Unavailable`] when the database cannot be reached.
+pub async fn open_with(url: &str, opts: &OpenOptions) -> Result<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store =
             sqlite::SqliteStore::open(std::path::Path::new(path), sqlite::Options::default())
@@ -196,7 +370,45 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
             "the {scheme} backend is not available in this build; use sqlite://PATH"
         ))),
         _ => Err(StoreError::Config(format!(
-            "unknown store URL scheme in {url:?}; expected sqlite://PATH"
+            "unknown store URL scheme in {url:?}; expected sqlite://PATH, postgres://… or mysql://…"
         ))),
     }
+}
+
+/// Picks up to `n` of `candidates` (sorted by priority, highest first, then
+/// id): the highest priority first, and within a priority round-robin over
+/// users in the order of their oldest task, so that one user's burst does
+/// not hold back everyone else's tasks.
+pub fn fair_pick(candidates: Vec<Task>, n: usize) -> Vec<Task> {
+    use std::collections::VecDeque;
+    let mut out = Vec::with_capacity(n.min(candidates.len()));
+    let mut rest = candidates.into_iter().peekable();
+    while out.len() < n {
+        let Some(priority) = rest.peek().map(|t| t.priority) else {
+            break;
+        };
+        let mut users: Vec<(UserId, VecDeque<Task>)> = Vec::new();
+        while let Some(t) = rest.next_if(|t| t.priority == priority) {
+            match users.iter_mut().find(|(u, _)| *u == t.user_id) {
+                Some((_, q)) => q.push_back(t),
+                None => users.push((t.user_id, VecDeque::from([t]))),
+            }
+        }
+        'class: loop {
+            let mut took = false;
+            for (_, q) in &mut users {
+                if out.len() == n {
+                    break 'class;
+                }
+                if let Some(t) = q.pop_front() {
+                    out.push(t);
+                    took = true;
+                }
+            }
+            if !took {
+                break;
+            }
+        }
+    }
+    out
 }

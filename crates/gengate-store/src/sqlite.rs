@@ -615,7 +615,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn update_task(&self, t: &Task) -> Result<bool> {
+    async fn update_task(&self, t: &Task, _fence: crate::Fence) -> Result<bool> {
         let t = t.clone();
         self.write(move |c| {
             let n = c
@@ -771,6 +771,27 @@ impl Store for SqliteStore {
                     .map_err(db_err)?;
             }
             Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn facts(&self) -> Result<crate::DbFacts> {
+        self.read(|c| {
+            let version: String = c
+                .query_row("SELECT sqlite_version()", [], |r| r.get(0))
+                .map_err(db_err)?;
+            let schema: i64 = c
+                .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+                .map_err(db_err)?;
+            Ok(crate::DbFacts {
+                engine: format!("SQLite {version}"),
+                schema_version: schema,
+                latest_version: MIGRATIONS.len() as i64,
+                now_ms: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+                ..Default::default()
+            })
         })
         .await
     }

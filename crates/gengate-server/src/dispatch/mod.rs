@@ -22,7 +22,7 @@ use std::time::Duration;
 use gengate_core::policy::{self, FairQueue, QueueEntry};
 use gengate_core::{Effect, Event, ModelSpec, Status, Task, TaskError, TaskId, UserId, apply};
 use gengate_providers::{FollowRef, JobState, Provider, ProviderError, SubmitRequest};
-use gengate_store::{Store, StoreError};
+use gengate_store::{Fence, Store, StoreError};
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -578,7 +578,7 @@ impl Dispatcher {
                 }
             };
             next.version = task.version + 1;
-            if self.inner.store.update_task(&next).await? {
+            if self.inner.store.update_task(&next, fence_of(event_name)).await? {
                 self.inner.hub.publish(&next);
                 debug!(task.id = %id, event = event_name, "task {id} {} -> {}", task.status.as_str(), next.status.as_str());
                 self.inner
@@ -1624,6 +1624,16 @@ impl Dispatcher {
                 () = tokio::time::sleep(Duration::from_secs(600)) => {}
             }
         }
+    }
+}
+
+/// How the store guards a change made by an event: changes made on anyone's
+/// behalf (a cancel, an expiry, a move) need no lease; the rest are the work
+/// of the node holding the task's lease.
+fn fence_of(event: &str) -> Fence {
+    match event {
+        "cancel" | "expire" | "reroute" => Fence::Version,
+        _ => Fence::Lease,
     }
 }
 

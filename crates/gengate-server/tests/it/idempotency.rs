@@ -161,8 +161,11 @@ impl Store for GatedStore {
     async fn list_tasks(&self, q: &ListQuery) -> gengate_store::Result<Vec<Task>> {
         self.inner.list_tasks(q).await
     }
-    async fn update_task(&self, t: &Task) -> gengate_store::Result<bool> {
-        self.inner.update_task(t).await
+    async fn update_task(&self, t: &Task, f: gengate_store::Fence) -> gengate_store::Result<bool> {
+        self.inner.update_task(t, f).await
+    }
+    async fn facts(&self) -> gengate_store::Result<gengate_store::DbFacts> {
+        self.inner.facts().await
     }
     async fn active_tasks(&self) -> gengate_store::Result<Vec<Task>> {
         self.inner.active_tasks().await
