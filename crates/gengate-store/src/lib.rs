@@ -237,9 +237,17 @@ pub trait Store: Send + Sync + 'static {
     /// without letting the provider's tasks in `submitting` or `running`
     /// exceed `limit` across every node. Each claimed task is stored as
     /// `apply(Claim)` makes it, leased to this node, and returned.
-    async fn claim_tasks(&self, provider: &str, limit: u32, max: u32, now: i64) -> Result<Vec<Task>> {
+    async fn claim_tasks(
+        &self,
+        provider: &str,
+        limit: u32,
+        max: u32,
+        now: i64,
+    ) -> Result<Vec<Task>> {
         let _ = (provider, limit, max, now);
-        Err(StoreError::Config("this store does not hand out claims".into()))
+        Err(StoreError::Config(
+            "this store does not hand out claims".into(),
+        ))
     }
     /// Extends this node's unexpired leases and records its heartbeat (with
     /// its own clock, `now`). Expired leases are not renewed: they are lost.

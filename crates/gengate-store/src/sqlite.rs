@@ -781,7 +781,11 @@ impl Store for SqliteStore {
                 .query_row("SELECT sqlite_version()", [], |r| r.get(0))
                 .map_err(db_err)?;
             let schema: i64 = c
-                .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+                    [],
+                    |r| r.get(0),
+                )
                 .map_err(db_err)?;
             Ok(crate::DbFacts {
                 engine: format!("SQLite {version}"),

@@ -578,7 +578,12 @@ impl Dispatcher {
                 }
             };
             next.version = task.version + 1;
-            if self.inner.store.update_task(&next, fence_of(event_name)).await? {
+            if self
+                .inner
+                .store
+                .update_task(&next, fence_of(event_name))
+                .await?
+            {
                 self.inner.hub.publish(&next);
                 debug!(task.id = %id, event = event_name, "task {id} {} -> {}", task.status.as_str(), next.status.as_str());
                 self.inner

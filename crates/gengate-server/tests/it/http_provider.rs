@@ -133,7 +133,12 @@ async fn a_task_caught_in_submitting_is_found_by_reference_not_submitted_again()
     let task = store.create_task(new, None).await.unwrap().task;
     let (mut claimed, _) = apply(&task, Event::Claim, now).unwrap();
     claimed.version = task.version + 1;
-    assert!(store.update_task(&claimed, gengate_store::Fence::Lease).await.unwrap());
+    assert!(
+        store
+            .update_task(&claimed, gengate_store::Fence::Lease)
+            .await
+            .unwrap()
+    );
     let sent = reqwest::Client::new()
         .post(format!("{}/v1/jobs", mock.url))
         .json(

@@ -792,7 +792,12 @@ async fn a_task_left_storing_by_a_crash_is_copied_again_at_start() {
     ] {
         let (mut next, _) = gengate_core::apply(&task, e, gengate_server::now_ms()).unwrap();
         next.version = task.version + 1;
-        assert!(store.update_task(&next, gengate_store::Fence::Lease).await.unwrap());
+        assert!(
+            store
+                .update_task(&next, gengate_store::Fence::Lease)
+                .await
+                .unwrap()
+        );
         task = next;
     }
     // The crash interrupted the copy: a torn object under the key and a

@@ -88,9 +88,17 @@ async fn sqlite_updates_are_conditional_on_the_version() {
         .task;
     let (mut claimed, _) = apply(&task, Event::Claim, 200).unwrap();
     claimed.version = task.version + 1;
-    assert!(store.update_task(&claimed, gengate_store::Fence::Lease).await.unwrap());
     assert!(
-        !store.update_task(&claimed, gengate_store::Fence::Lease).await.unwrap(),
+        store
+            .update_task(&claimed, gengate_store::Fence::Lease)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .update_task(&claimed, gengate_store::Fence::Lease)
+            .await
+            .unwrap(),
         "a stale writer cannot win"
     );
     let stored = store.get_task(&task.id).await.unwrap().unwrap();
@@ -109,7 +117,12 @@ async fn drive(
     for (i, e) in events.into_iter().enumerate() {
         let (mut next, _) = apply(&task, e, 1000 + i as i64).unwrap();
         next.version = task.version + 1;
-        assert!(store.update_task(&next, gengate_store::Fence::Lease).await.unwrap());
+        assert!(
+            store
+                .update_task(&next, gengate_store::Fence::Lease)
+                .await
+                .unwrap()
+        );
         task = next;
     }
     task
