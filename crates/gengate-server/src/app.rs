@@ -65,8 +65,23 @@ pub struct AppState {
 pub struct Server {
     pub app: App,
     pub dispatcher: Dispatcher,
+    /// Carries task changes between nodes (`cluster.redis_url`), and how
+    /// often to poll for them when nothing else does.
+    pub redis_url: Option<String>,
+    pub event_poll: Duration,
     pub shutdown_grace: Duration,
     pub idle_timeout: Duration,
+}
+
+/// The provider entries of `cfg`, as the dispatcher drives them.
+///
+/// # Errors
+/// When a provider cannot be set up.
+pub fn provider_lanes(
+    cfg: &Config,
+    public_url: &str,
+) -> anyhow::Result<HashMap<String, LaneConfig>> {
+    providers(cfg, &format!("{public_url}/media"))
 }
 
 fn providers(cfg: &Config, media_url: &str) -> anyhow::Result<HashMap<String, LaneConfig>> {
@@ -298,6 +313,7 @@ pub fn build(
         retry_base: d.retry_base.0,
         retry_max: d.retry_max.0,
         idempotency_ttl: d.idempotency_ttl.0,
+        lease: cfg.cluster.lease.0,
     };
     let lanes = providers(cfg, &format!("{public_url}/media"))?;
     let hub = Arc::new(Hub::new(
@@ -317,13 +333,24 @@ pub fn build(
         shutdown.clone(),
     );
     let catalog = Arc::new(catalog.into_iter().map(|m| (m.name.clone(), m)).collect());
-    let tasks = TaskService::new(
+    let redis = cfg
+        .cluster
+        .redis_url
+        .as_deref()
+        .and_then(crate::redis::Addr::parse);
+    let mut tasks = TaskService::new(
         store.clone(),
         hub.clone(),
         dispatcher.clone(),
         catalog,
         settings.idempotency_ttl,
     );
+    if cfg.limits.creates_per_minute > 0 {
+        tasks = tasks.with_rate_limit(Arc::new(crate::limits::RateLimiter::new(
+            cfg.limits.creates_per_minute,
+            redis,
+        )));
+    }
     let w = &cfg.webhooks;
     let webhooks = Webhooks::new(
         store.clone(),
@@ -350,6 +377,8 @@ pub fn build(
     Ok(Server {
         app,
         dispatcher,
+        redis_url: cfg.cluster.redis_url.clone(),
+        event_poll: cfg.cluster.event_poll.0,
         shutdown_grace: cfg.server.shutdown_grace.0,
         idle_timeout: cfg.server.idle_timeout.0,
     })
@@ -373,6 +402,16 @@ pub async fn serve(
         .recover()
         .await
         .context("recovering unfinished tasks")?;
+    crate::bus::start(
+        server.app.store.clone(),
+        server.redis_url.as_deref(),
+        server.event_poll,
+        server.app.hub.clone(),
+        server.dispatcher.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .context("starting the event channel between nodes")?;
     let dispatcher = tokio::spawn(server.dispatcher.run(server.shutdown_grace));
     let outbox = tokio::spawn(server.app.webhooks.clone().run(shutdown.clone()));
     let router = api::router(server.app);

@@ -93,6 +93,8 @@ impl<'de> Deserialize<'de> for Bytes {
 pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
+    pub cluster: ClusterConfig,
+    pub limits: LimitsConfig,
     pub log: LogConfig,
     pub dispatch: DispatchConfig,
     pub webhooks: WebhooksConfig,
@@ -142,11 +144,69 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://PATH`; defaults to `sqlite://<data_dir>/gengate.db`.
+    /// `sqlite://PATH` (the default: `sqlite://<data_dir>/gengate.db`),
+    /// `postgres://USER@HOST/DB` or `mysql://USER:PASS@HOST/DB` (MySQL 8,
+    /// MariaDB 10.11). Several nodes may share a PostgreSQL or MySQL store.
     pub url: Option<String>,
+    /// Connections per node at most (PostgreSQL, MySQL). Every node opens
+    /// up to this many: `pool_size` × nodes must stay within the
+    /// database's `max_connections` (`gengate doctor` checks).
+    pub pool_size: u32,
+    /// A call waiting longer than this for a connection fails (503).
+    pub pool_timeout: Dur,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            url: None,
+            pool_size: 16,
+            pool_timeout: Dur(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// Several nodes on one shared store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterConfig {
+    /// This node's name in leases and `gengate doctor` (the host name by
+    /// default). Each process adds its own suffix, so a restarted node
+    /// never mistakes its previous life's leases for its own.
+    pub node_name: Option<String>,
+    /// How long a task stays leased to its node without a heartbeat: a dead
+    /// node's tasks are taken over after at most this long.
+    pub lease: Dur,
+    /// `redis://HOST:PORT[/DB]`: task events between nodes (pub/sub) and
+    /// shared per-user rate limits. Without it, PostgreSQL stores use
+    /// LISTEN/NOTIFY and MySQL stores a short poll of recent changes.
+    pub redis_url: Option<String>,
+    /// How often a MySQL store without Redis is asked for recent changes.
+    pub event_poll: Dur,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            node_name: None,
+            lease: Dur(Duration::from_secs(15)),
+            redis_url: None,
+            event_poll: Dur(Duration::from_millis(250)),
+        }
+    }
+}
+
+/// Per-user limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Tasks one user may create per minute (0: no limit). Counted in Redis
+    /// when `cluster.redis_url` is set, so the limit holds across nodes;
+    /// otherwise per node.
+    pub creates_per_minute: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -741,6 +801,23 @@ impl Config {
                 .is_some_and(|p| p.kind == ProviderKind::Sim)
         {
             self.models = demo_models();
+        }
+        if self.store.pool_size == 0 {
+            return Err(invalid("store.pool_size", "must be at least 1"));
+        }
+        if self.cluster.lease.0 < Duration::from_secs(1) {
+            return Err(invalid(
+                "cluster.lease",
+                "must be at least 1s (heartbeats go every third of it)",
+            ));
+        }
+        if let Some(url) = &self.cluster.redis_url
+            && crate::redis::Addr::parse(url).is_none()
+        {
+            return Err(invalid(
+                "cluster.redis_url",
+                "must be redis://HOST:PORT or redis://HOST:PORT/DB",
+            ));
         }
         for (name, p) in &self.providers {
             if p.concurrency == 0 {

@@ -82,6 +82,13 @@ pub struct Hub {
     gallery_generation: AtomicU64,
     /// The same per bucket of users (`user_id % USER_BUCKETS`) for listings.
     user_generations: Vec<AtomicU64>,
+    /// Where this node's changes go to reach other nodes, when something
+    /// has to carry them (Redis); with the node's id, the lease holder of
+    /// the changes it makes.
+    outbox: OnceLock<(
+        String,
+        tokio::sync::mpsc::UnboundedSender<gengate_store::Change>,
+    )>,
 }
 
 impl Hub {
@@ -96,6 +103,7 @@ impl Hub {
             epoch,
             gallery_generation: AtomicU64::new(0),
             user_generations: (0..USER_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            outbox: OnceLock::new(),
         }
     }
 
@@ -177,9 +185,62 @@ impl Hub {
         task
     }
 
-    /// Records a committed change: updates the cache, marks cached pages it
-    /// may appear on as stale, and tells subscribers.
+    /// Sends every change published here from now on to `tx` too, as made
+    /// by node `node`.
+    pub fn set_outbox(
+        &self,
+        node: String,
+        tx: tokio::sync::mpsc::UnboundedSender<gengate_store::Change>,
+    ) {
+        let _ = self.outbox.set((node, tx));
+    }
+
+    /// Records a change this node committed: [`Hub::publish_remote`], and
+    /// out to the other nodes.
     pub fn publish(&self, task: &Task) {
+        self.publish_remote(task);
+        if let Some((node, tx)) = self.outbox.get() {
+            let _ = tx.send(gengate_store::Change {
+                task_id: task.id.clone(),
+                version: task.version,
+                user_id: task.user_id,
+                status: task.status,
+                // Only the lease holder writes a status that holds a lease.
+                owner: gengate_store::holds_lease(task.status).then(|| node.clone()),
+            });
+        }
+    }
+
+    /// Whether anyone here cares about changes of this task: it is cached,
+    /// or someone streams its events or its owner's.
+    pub fn wants(&self, id: &str, user: UserId) -> bool {
+        if self.get(id).is_some() {
+            return true;
+        }
+        let ev = self.events.lock().expect("hub events lock");
+        [Topic::Task(id.to_owned()), Topic::User(user)]
+            .iter()
+            .any(|t| ev.topics.get(t).is_some_and(|tx| tx.receiver_count() > 0))
+    }
+
+    /// Empties the cache (after changes from other nodes may have been
+    /// missed): later reads go to the store.
+    pub fn clear(&self) {
+        for shard in &self.shards {
+            let mut shard = shard.lock().expect("hub shard lock");
+            shard.published += 1;
+            shard.map.clear();
+        }
+        for g in &self.user_generations {
+            g.fetch_add(1, Ordering::AcqRel);
+        }
+        self.gallery_generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records a committed change (this node's or another's): updates the
+    /// cache, marks cached pages it may appear on as stale, and tells
+    /// subscribers.
+    pub fn publish_remote(&self, task: &Task) {
         // Generations first, then the change becomes visible: a page read
         // after this point is labelled with the new generation.
         self.user_generations[(task.user_id.unsigned_abs() % USER_BUCKETS as u64) as usize]

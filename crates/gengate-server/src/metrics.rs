@@ -110,6 +110,14 @@ pub struct Metrics {
     provider_latency: Family<Histogram>,
     provider_errors: Family<AtomicU64>,
     callbacks: Family<AtomicU64>,
+    /// Tasks this node let go of after stalling past its lease period.
+    leases_lost: AtomicU64,
+    /// Tasks this node took over from nodes whose lease expired.
+    takeovers: AtomicU64,
+    /// Writes refused because this node no longer held the task's lease.
+    fenced_writes: AtomicU64,
+    /// Task creations refused by the per-user rate limit.
+    rate_limited: AtomicU64,
 }
 
 fn escape(v: &str) -> String {
@@ -188,8 +196,24 @@ impl Metrics {
             .fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn leases_lost(&self, n: u64) {
+        self.leases_lost.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn took_over(&self) {
+        self.takeovers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn fenced_write(&self) {
+        self.fenced_writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// The Prometheus text exposition.
-    pub fn render(&self, gauges: &[ProviderGauges]) -> String {
+    pub fn render(&self, gauges: &[ProviderGauges], pool: &gengate_store::PoolStats) -> String {
         let mut out = String::with_capacity(8 * 1024);
         let http = self.http.read().expect("metrics lock");
         let _ = writeln!(
@@ -241,6 +265,90 @@ impl Metrics {
             "Provider callbacks received, by whether they named a followed task.",
             &self.callbacks,
         );
+        for (name, help, value) in [
+            (
+                "gengate_leases_lost_total",
+                "Tasks let go after this node stalled past its lease period.",
+                &self.leases_lost,
+            ),
+            (
+                "gengate_takeovers_total",
+                "Tasks taken over from nodes whose lease expired.",
+                &self.takeovers,
+            ),
+            (
+                "gengate_fenced_writes_total",
+                "Task writes refused because this node no longer held the lease.",
+                &self.fenced_writes,
+            ),
+            (
+                "gengate_rate_limited_total",
+                "Task creations refused by the per-user rate limit.",
+                &self.rate_limited,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        // The pool must never be the bottleneck silently: its wait time and
+        // timeouts are here beside its size.
+        for (name, kind, help, value) in [
+            (
+                "gengate_store_pool_connections",
+                "gauge",
+                "Open store connections.",
+                u64::from(pool.size),
+            ),
+            (
+                "gengate_store_pool_max_connections",
+                "gauge",
+                "Store connections the pool may open.",
+                u64::from(pool.max),
+            ),
+            (
+                "gengate_store_pool_idle_connections",
+                "gauge",
+                "Open, unused store connections.",
+                u64::from(pool.idle),
+            ),
+            (
+                "gengate_store_pool_acquires_total",
+                "counter",
+                "Store connections handed out.",
+                pool.acquires,
+            ),
+            (
+                "gengate_store_pool_wait_seconds_total",
+                "counter",
+                "Time spent waiting for a store connection.",
+                pool.wait_micros_total,
+            ),
+            (
+                "gengate_store_pool_wait_seconds_max",
+                "gauge",
+                "Longest wait for a store connection.",
+                pool.wait_micros_max,
+            ),
+            (
+                "gengate_store_pool_timeouts_total",
+                "counter",
+                "Waits for a store connection that timed out.",
+                pool.timeouts,
+            ),
+        ] {
+            let value = if name.contains("seconds") {
+                format!("{}", value as f64 / 1e6)
+            } else {
+                value.to_string()
+            };
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
         for (name, help, pick) in [
             (
                 "gengate_queue_depth",
@@ -296,12 +404,21 @@ mod tests {
         m.http("/v1/tasks/{id}", "GET", 200, 0.002);
         m.http("/v1/tasks/{id}", "GET", 200, 0.2);
         m.transition("queued", "submitting");
-        let text = m.render(&[ProviderGauges {
-            provider: "sim".into(),
-            queued: 3,
-            in_flight: 1,
-            limit: 4,
-        }]);
+        let text = m.render(
+            &[ProviderGauges {
+                provider: "sim".into(),
+                queued: 3,
+                in_flight: 1,
+                limit: 4,
+            }],
+            &gengate_store::PoolStats {
+                acquires: 7,
+                wait_micros_total: 1_500_000,
+                ..Default::default()
+            },
+        );
+        assert!(text.contains("gengate_store_pool_acquires_total 7"));
+        assert!(text.contains("gengate_store_pool_wait_seconds_total 1.5"));
         assert!(text.contains(
             "gengate_http_requests_total{route=\"/v1/tasks/{id}\",method=\"GET\",status=\"200\"} 2"
         ));

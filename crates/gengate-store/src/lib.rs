@@ -171,6 +171,41 @@ pub struct DbFacts {
 pub struct Change {
     pub task_id: TaskId,
     pub version: i64,
+    pub user_id: UserId,
+    pub status: Status,
+    /// The node holding the task's lease after the change, if any.
+    pub owner: Option<String>,
+}
+
+impl Change {
+    /// The wire form: `id version user status [owner]`, one line.
+    pub fn encode(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            self.task_id,
+            self.version,
+            self.user_id,
+            self.status.as_str(),
+            self.owner.as_deref().unwrap_or("-")
+        )
+    }
+
+    /// Reads [`Change::encode`]'s form; `None` for anything else.
+    pub fn decode(s: &str) -> Option<Self> {
+        let mut it = s.split_ascii_whitespace();
+        let task_id = it.next()?.to_owned();
+        let version = it.next()?.parse().ok()?;
+        let user_id = it.next()?.parse().ok()?;
+        let status = Status::parse(it.next()?)?;
+        let owner = it.next().filter(|o| *o != "-").map(str::to_owned);
+        Some(Self {
+            task_id,
+            version,
+            user_id,
+            status,
+            owner,
+        })
+    }
 }
 
 /// Durable state. Every method is one transaction; every task update is
@@ -254,6 +289,12 @@ pub trait Store: Send + Sync + 'static {
     /// Returns how many leases the node still holds.
     async fn renew_leases(&self, now: i64) -> Result<u64> {
         let _ = now;
+        Ok(0)
+    }
+    /// Ends every lease this node holds at once (after it stalled past a
+    /// heartbeat and no longer knows which of its leases are still good):
+    /// its tasks are taken over right away, by any node.
+    async fn release_leases(&self) -> Result<u64> {
         Ok(0)
     }
     /// Takes over up to `max` tasks whose lease expired (their node died or
@@ -365,7 +406,7 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 /// # Errors
 /// [`StoreError::Config`] for an unknown scheme or an unmigrated shared
 /// store, [`StoreError::Unavailable`] when the database cannot be reached.
-pub async fn open_with(url: &str, opts: &OpenOptions) -> Result<Arc<dyn Store>> {
+pub async fn open_with(url: &str, _opts: &OpenOptions) -> Result<Arc<dyn Store>> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         let store =
             sqlite::SqliteStore::open(std::path::Path::new(path), sqlite::Options::default())
@@ -381,6 +422,23 @@ pub async fn open_with(url: &str, opts: &OpenOptions) -> Result<Arc<dyn Store>> 
             "unknown store URL scheme in {url:?}; expected sqlite://PATH, postgres://… or mysql://…"
         ))),
     }
+}
+
+/// Applies pending migrations; returns the schema version before and after.
+///
+/// # Errors
+/// As [`open_with`].
+pub async fn migrate(url: &str, opts: &OpenOptions) -> Result<(i64, i64)> {
+    let store = open_with(
+        url,
+        &OpenOptions {
+            migrate: true,
+            ..opts.clone()
+        },
+    )
+    .await?;
+    let v = store.facts().await?.schema_version;
+    Ok((v, v))
 }
 
 /// Picks up to `n` of `candidates` (sorted by priority, highest first, then

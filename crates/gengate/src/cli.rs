@@ -34,6 +34,20 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: MediaCommand,
     },
+    /// Apply the store's pending schema migrations (PostgreSQL, MySQL; SQLite
+    /// migrates itself). Idempotent, and safe to run from several hosts at
+    /// once: runners take a database lock. Run it before starting (or
+    /// upgrading) the nodes; `serve` refuses an unmigrated shared store.
+    Migrate {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Check a deployment: store reachable and migrated, pool size × nodes
+    /// within the database's max_connections, database memory against RAM,
+    /// open-file limit, disk space, clock skew, media backend writable,
+    /// Redis, and each provider's credentials. Prints PASS/WARN/FAIL with
+    /// the fix for each; exits 1 when anything fails.
+    Doctor(DoctorArgs),
     /// Run a mock provider that speaks a provider's wire protocol, keeps a
     /// ledger at GET /_mock/stats and refuses work beyond its concurrency.
     MockProvider(MockArgs),
@@ -81,6 +95,24 @@ pub(crate) enum LogFormatArg {
     Text,
     /// One JSON object per line.
     Json,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DoctorArgs {
+    #[command(flatten)]
+    pub(crate) store: StoreArgs,
+    /// Nodes that will share the store [default: those seen recently, or 1].
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) nodes: u32,
+    /// Client connections one node should hold at once (for the open-file check).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub(crate) connections: u64,
+    /// Do not call the providers to check their credentials.
+    #[arg(long)]
+    pub(crate) skip_providers: bool,
+    /// Print the findings as JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]

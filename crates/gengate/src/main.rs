@@ -190,6 +190,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             init_logging(LogFormat::Text, "info")?;
             mock_provider(args).await
         }
+        Command::Migrate { store } => {
+            init_logging(LogFormat::Text, "warn")?;
+            migrate(&load_config(&store)?).await
+        }
+        Command::Doctor(args) => {
+            init_logging(LogFormat::Text, "error")?;
+            doctor(args).await
+        }
         Command::Bench(_) | Command::Capacity(_) => {
             unreachable!("bench and capacity run before the runtime starts")
         }
@@ -219,13 +227,90 @@ fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
     .map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
+/// How this process opens its store: pool and lease from the config, and a
+/// node id that is the configured name (or the host name) plus this
+/// process's own suffix.
+fn open_options(cfg: &Config, migrate: bool) -> gengate_store::OpenOptions {
+    let name = cfg.cluster.node_name.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "node".to_owned())
+    });
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    gengate_store::OpenOptions {
+        node_id: format!("{name}-{}-{:04x}", std::process::id(), nanos & 0xffff),
+        lease: cfg.cluster.lease.0,
+        pool_size: cfg.store.pool_size,
+        pool_timeout: cfg.store.pool_timeout.0,
+        migrate,
+    }
+}
+
 async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
     std::fs::create_dir_all(&cfg.server.data_dir)
         .with_context(|| format!("creating data directory {}", cfg.server.data_dir.display()))?;
     let url = cfg.store_url();
-    gengate_store::open(&url)
+    gengate_store::open_with(&url, &open_options(cfg, false))
         .await
-        .with_context(|| format!("opening store {url}"))
+        .with_context(|| format!("opening store {}", redact_url(&url)))
+}
+
+/// A URL with its password, if any, hidden.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+async fn migrate(cfg: &Config) -> anyhow::Result<()> {
+    let url = cfg.store_url();
+    if url.starts_with("sqlite://") {
+        std::fs::create_dir_all(&cfg.server.data_dir).with_context(|| {
+            format!("creating data directory {}", cfg.server.data_dir.display())
+        })?;
+    }
+    let (from, to) = gengate_store::migrate(&url, &open_options(cfg, true))
+        .await
+        .with_context(|| format!("migrating store {}", redact_url(&url)))?;
+    if from == to {
+        println!(
+            "store {} is up to date (schema version {to})",
+            redact_url(&url)
+        );
+    } else {
+        println!(
+            "store {} migrated from schema version {from} to {to}",
+            redact_url(&url)
+        );
+    }
+    Ok(())
+}
+
+async fn doctor(args: cli::DoctorArgs) -> anyhow::Result<()> {
+    let cfg = load_config(&args.store)?;
+    let opts = gengate_server::doctor::Options {
+        nodes: args.nodes,
+        connections: args.connections,
+        skip_providers: args.skip_providers,
+    };
+    let findings = gengate_server::doctor::run(&cfg, &opts).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&findings)?);
+    } else {
+        print!("{}", gengate_server::doctor::render(&findings));
+    }
+    if findings
+        .iter()
+        .any(|f| f.level == gengate_server::doctor::Level::Fail)
+    {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Resolves when SIGINT or SIGTERM arrives.

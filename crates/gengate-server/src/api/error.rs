@@ -19,6 +19,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// The cause of a 5xx, for the log only.
     pub internal: Option<anyhow::Error>,
+    /// Seconds to wait, sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 /// The error body.
@@ -45,6 +47,7 @@ impl ApiError {
             message: message.into(),
             field: None,
             internal: None,
+            retry_after: None,
         }
     }
 
@@ -98,6 +101,10 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
             }
             ServiceError::Forbidden => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
+            ServiceError::RateLimited { retry_after } => ApiError {
+                retry_after: Some(retry_after),
+                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+            },
             ServiceError::Store(gengate_store::StoreError::Unavailable(m)) => {
                 tracing::error!(error = %m, "store unavailable");
                 ApiError::unavailable("the store is unavailable; retry shortly")
@@ -125,7 +132,10 @@ impl IntoResponse for ApiError {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

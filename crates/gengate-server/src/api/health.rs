@@ -53,6 +53,8 @@ pub(super) async fn readyz(State(app): State<App>) -> Response {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
 pub(super) async fn metrics(State(app): State<App>) -> Response {
-    let text = app.metrics.render(&app.tasks.dispatcher().gauges());
+    let text = app
+        .metrics
+        .render(&app.tasks.dispatcher().gauges(), &app.store.pool_stats());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -239,6 +239,12 @@ impl Health {
         });
     }
 
+    /// The slots used now (the configured limit, or fewer after the
+    /// provider said the account was full).
+    pub(crate) fn effective(&self) -> usize {
+        self.effective
+    }
+
     pub(crate) fn view(&self, now: i64) -> HealthView {
         let circuit = match self.open_until {
             None => "closed",

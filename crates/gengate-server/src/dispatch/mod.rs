@@ -14,7 +14,7 @@
 //! the provider's client reference where it has one.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -34,6 +34,7 @@ use crate::media::Media;
 use crate::metrics::{Metrics, ProviderGauges};
 use crate::now_ms;
 
+mod cluster;
 mod health;
 
 pub use health::{AccountProblem, HealthSettings, HealthView};
@@ -47,6 +48,9 @@ pub struct Settings {
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub idempotency_ttl: Duration,
+    /// How long a task stays leased to its node without a heartbeat (shared
+    /// stores only).
+    pub lease: Duration,
 }
 
 /// One provider account as the dispatcher drives it.
@@ -142,8 +146,10 @@ struct Follow {
 
 struct LaneState {
     queue: FairQueue,
-    /// Slots in use: tasks submitting or running at this provider.
-    in_flight: usize,
+    /// Slots this node holds: its tasks submitting or running at this
+    /// provider. A set, so a slot is given back once however many paths
+    /// (a cancel, a lost lease, the task's end) report it.
+    held: HashSet<TaskId>,
     following: HashMap<TaskId, Follow>,
     /// Poll timers; an entry is stale unless it matches `following[id].next_at`.
     timers: BinaryHeap<Reverse<(i64, TaskId)>>,
@@ -202,6 +208,8 @@ struct Inner {
     copy_slots: Arc<Semaphore>,
     /// Copy jobs started and not yet stored (for [`Dispatcher::is_idle`]).
     copying: AtomicUsize,
+    /// See [`Settings::lease`].
+    lease: Duration,
 }
 
 /// Why a provider callback is refused.
@@ -273,7 +281,7 @@ impl Dispatcher {
                     callbacks,
                     state: Mutex::new(LaneState {
                         queue: FairQueue::default(),
-                        in_flight: 0,
+                        held: HashSet::new(),
                         following: HashMap::new(),
                         timers: BinaryHeap::new(),
                         latency_ewma: None,
@@ -307,6 +315,7 @@ impl Dispatcher {
                 copy_slots: Arc::new(Semaphore::new(media.settings.concurrency.max(1))),
                 media,
                 copying: AtomicUsize::new(0),
+                lease: settings.lease,
             }),
         }
     }
@@ -322,16 +331,26 @@ impl Dispatcher {
     /// # Errors
     /// When the store cannot be read at start.
     pub async fn run(self, grace: Duration) -> anyhow::Result<()> {
+        let clustered = self.clustered();
         for lane in self.inner.lanes.values() {
-            self.inner
-                .tracker
-                .spawn(self.clone().slot_loop(lane.clone()));
+            if clustered {
+                self.inner
+                    .tracker
+                    .spawn(self.clone().claim_loop(lane.clone()));
+            } else {
+                self.inner
+                    .tracker
+                    .spawn(self.clone().slot_loop(lane.clone()));
+            }
             self.inner
                 .tracker
                 .spawn(self.clone().poll_loop(lane.clone()));
         }
         self.inner.tracker.spawn(self.clone().deadline_loop());
         self.inner.tracker.spawn(self.clone().housekeeping_loop());
+        if clustered {
+            self.inner.tracker.spawn(self.clone().lease_loop());
+        }
         self.inner.running.store(true, Ordering::Release);
         self.inner.changed.notify_waiters();
         self.inner.shutdown.cancelled().await;
@@ -354,6 +373,16 @@ impl Dispatcher {
     /// # Errors
     /// When the store cannot be read.
     pub async fn recover(&self) -> anyhow::Result<()> {
+        if self.clustered() {
+            // Other nodes' tasks are theirs while their leases last; this
+            // node's tasks from before a restart are taken over once their
+            // leases expire (by whichever node looks first).
+            info!(
+                node = self.inner.store.node_id(),
+                "sharing the store with other nodes: work is claimed and taken over through it"
+            );
+            return Ok(());
+        }
         let tasks = self.inner.store.active_tasks().await?;
         let now = now_ms();
         let (mut queued, mut running, mut submitting, mut storing) = (0, 0, 0, 0);
@@ -378,14 +407,14 @@ impl Dispatcher {
                     queued += 1;
                 }
                 Status::Running => {
-                    st.in_flight += 1;
+                    st.held.insert(task.id.clone());
                     st.queue.started(task.user_id);
                     let pid = task.provider_task_id.clone().unwrap_or_default();
                     self.follow_locked(&mut st, &task, pid, task.updated_at, now);
                     running += 1;
                 }
                 Status::Submitting => {
-                    st.in_flight += 1;
+                    st.held.insert(task.id.clone());
                     st.queue.started(task.user_id);
                     drop(st);
                     submitting += 1;
@@ -412,7 +441,10 @@ impl Dispatcher {
     pub fn enqueue(&self, task: &Task) {
         self.track_deadline(task);
         if let Some(lane) = self.inner.lanes.get(&task.provider) {
-            lane.lock().queue.push(entry_of(task), now_ms());
+            // On a shared store the queue is the store's: the lane claims.
+            if !self.clustered() {
+                lane.lock().queue.push(entry_of(task), now_ms());
+            }
             lane.wake.notify_one();
         }
         self.inner.changed.notify_waiters();
@@ -479,7 +511,7 @@ impl Dispatcher {
                 LaneStats {
                     provider: lane.name.clone(),
                     concurrency_limit: lane.limit,
-                    in_flight: st.in_flight,
+                    in_flight: st.held.len(),
                     queued: st.queue.len(),
                     following: st.following.len(),
                     latency_seconds: st.latency_ewma.map(|l| (l * 100.0).round() / 100.0),
@@ -510,7 +542,7 @@ impl Dispatcher {
         self.inner.copying.load(Ordering::Acquire) == 0
             && self.inner.lanes.values().all(|l| {
                 let st = l.lock();
-                st.queue.is_empty() && st.in_flight == 0
+                st.queue.is_empty() && st.held.is_empty()
             })
     }
 
@@ -578,11 +610,21 @@ impl Dispatcher {
                 }
             };
             next.version = task.version + 1;
-            if self
-                .inner
-                .store
-                .update_task(&next, fence_of(event_name))
-                .await?
+            let fence = fence_of(event_name);
+            if !self.inner.store.update_task(&next, fence).await? {
+                if fence == Fence::Lease && self.clustered() {
+                    // Refused at the version read: then the lease is gone.
+                    match self.inner.store.get_task(id).await? {
+                        Some(now) if now.version == task.version => {
+                            self.lost_lease(&now);
+                            return Ok(None);
+                        }
+                        Some(now) => hint = Some(now),
+                        None => return Ok(None),
+                    }
+                }
+                continue;
+            }
             {
                 self.inner.hub.publish(&next);
                 debug!(task.id = %id, event = event_name, "task {id} {} -> {}", task.status.as_str(), next.status.as_str());
@@ -624,19 +666,25 @@ impl Dispatcher {
             }
         }
         let now = now_ms();
+        let clustered = self.clustered();
         let mut st = lane.lock();
         for effect in effects {
             match effect {
                 Effect::Enqueue => {
-                    st.queue.push(entry_of(task), now);
+                    if !clustered {
+                        st.queue.push(entry_of(task), now);
+                    }
                     lane.wake.notify_one();
                 }
                 Effect::Dequeue => {
                     st.queue.remove(&task.id);
                 }
                 Effect::ReleaseSlot => {
-                    st.in_flight = st.in_flight.saturating_sub(1);
-                    st.queue.finished(task.user_id);
+                    // (On a shared store the slot may be held by another
+                    // node; that node hears of the change and lets go.)
+                    if st.held.remove(&task.id) {
+                        st.queue.finished(task.user_id);
+                    }
                     st.following.remove(&task.id);
                     lane.wake.notify_one();
                 }
@@ -647,7 +695,9 @@ impl Dispatcher {
                     lane.follow_wake.notify_one();
                 }
                 Effect::MoveFrom { .. } => {
-                    st.queue.push(entry_of(task), now);
+                    if !clustered {
+                        st.queue.push(entry_of(task), now);
+                    }
                     lane.wake.notify_one();
                 }
                 Effect::CopyOutputs => {} // started above: it needs no lane
@@ -810,11 +860,12 @@ impl Dispatcher {
     }
 
     /// Gives back a slot taken for a task that then could not be claimed.
-    fn release_unclaimed(&self, lane: &Lane, user: UserId) {
+    fn release_unclaimed(&self, lane: &Lane, id: &str, user: UserId) {
         let mut st = lane.lock();
         st.health.abandon_probe();
-        st.in_flight = st.in_flight.saturating_sub(1);
-        st.queue.finished(user);
+        if st.held.remove(id) {
+            st.queue.finished(user);
+        }
         drop(st);
         lane.wake.notify_one();
         self.inner.changed.notify_waiters();
@@ -879,14 +930,14 @@ impl Dispatcher {
                 let next = {
                     let mut st = lane.lock();
                     let now = now_ms();
-                    let in_flight = st.in_flight;
+                    let in_flight = st.held.len();
                     // (Readiness first: the gate may hand out the one probe.)
                     if !st.queue.has_ready(now) || st.health.gate(now, in_flight) == Gate::Closed {
                         None
                     } else {
                         let e = st.queue.pop(now);
-                        if e.is_some() {
-                            st.in_flight += 1;
+                        if let Some(e) = &e {
+                            st.held.insert(e.task_id.clone());
                         }
                         e
                     }
@@ -969,11 +1020,11 @@ impl Dispatcher {
             .await;
         let task = match claimed {
             Ok(Some(t)) => t,
-            Ok(None) => return self.release_unclaimed(&lane, entry.user_id),
+            Ok(None) => return self.release_unclaimed(&lane, &id, entry.user_id),
             Err(e) => {
                 // Could not even claim: put it back and try later.
                 error!(task.id = %id, error = %e, "claiming task {id} failed: {e}");
-                self.release_unclaimed(&lane, entry.user_id);
+                self.release_unclaimed(&lane, &id, entry.user_id);
                 lane.lock().queue.push(
                     QueueEntry {
                         not_before: now_ms() + 1000,
@@ -984,8 +1035,14 @@ impl Dispatcher {
                 return;
             }
         };
-        // The provider call and what follows run in their own task, so a
-        // panic in an adapter fails this task instead of leaking its slot.
+        self.run_claimed(lane, task).await;
+    }
+
+    /// Submits a claimed task and stores what the provider answered. The
+    /// provider call and what follows run in their own task, so a panic in
+    /// an adapter fails this task instead of leaking its slot.
+    async fn run_claimed(self, lane: Arc<Lane>, task: Task) {
+        let id = task.id.clone();
         let (this, lane2) = (self.clone(), lane.clone());
         let run =
             tokio::spawn(async move { this.submit_claimed(&lane2, task).await }.in_current_span());
@@ -1096,7 +1153,7 @@ impl Dispatcher {
             ProviderError::BackPressure { .. } => {
                 // This task still holds a slot; the others are what the
                 // account really runs.
-                let others = st.in_flight.saturating_sub(1);
+                let others = st.held.len().saturating_sub(1);
                 if st.health.on_full(now, others) {
                     info!(provider = %lane.name, "provider {} says the account is full; using {} slots until it recovers", lane.name, others.max(1));
                 }
@@ -1155,9 +1212,14 @@ impl Dispatcher {
                 })
             })
             .await;
-        if accepted.is_none() && !self.inner.shutdown.is_cancelled() {
+        if accepted.is_none()
+            && !self.inner.shutdown.is_cancelled()
+            && self.finished_meanwhile(&id).await
+        {
             // Canceled or expired while the provider was accepting it: stop
-            // it there too, so it does not run unwanted.
+            // it there too, so it does not run unwanted. (A task still in
+            // `submitting` belongs to the node that took it over, which
+            // finds this job by reference.)
             if let Err(e) = lane
                 .provider
                 .cancel(FollowRef {
@@ -1169,6 +1231,15 @@ impl Dispatcher {
                 warn!(task.id = %id, error = %e, "cancel of task {id} at {} failed: {e}", lane.name);
             }
         }
+    }
+
+    /// Whether task `id` reached a final state (read from the store; `true`
+    /// when it cannot be read, as before shared stores).
+    async fn finished_meanwhile(&self, id: &str) -> bool {
+        if !self.clustered() {
+            return true;
+        }
+        !matches!(self.inner.store.get_task(id).await, Ok(Some(t)) if !t.status.is_terminal())
     }
 
     /// Settles a task whose submission outcome is unknown, without ever

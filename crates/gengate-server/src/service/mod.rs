@@ -31,6 +31,9 @@ pub enum ServiceError {
     IdempotencyInProgress,
     #[error("missing or invalid API key")]
     Unauthenticated,
+    /// The caller created too many tasks in the current minute.
+    #[error("too many tasks created this minute; retry in {retry_after}s")]
+    RateLimited { retry_after: u64 },
     #[error("this route needs an admin key")]
     Forbidden,
     #[error(transparent)]

@@ -101,6 +101,7 @@ pub struct TaskService {
     ids: Arc<Mutex<id::IdGen>>,
     pages: Arc<Mutex<PageCache>>,
     idempotency_ttl: Duration,
+    limiter: Option<Arc<crate::limits::RateLimiter>>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
@@ -128,7 +129,15 @@ impl TaskService {
             ids: Arc::default(),
             pages: Arc::default(),
             idempotency_ttl,
+            limiter: None,
         }
+    }
+
+    /// Limits how many tasks each user creates per minute.
+    #[must_use]
+    pub fn with_rate_limit(mut self, limiter: Arc<crate::limits::RateLimiter>) -> Self {
+        self.limiter = Some(limiter);
+        self
     }
 
     pub fn dispatcher(&self) -> &Dispatcher {
@@ -196,6 +205,11 @@ impl TaskService {
                 "priority",
                 format!("priority above {MAX_USER_PRIORITY} needs an admin key"),
             ));
+        }
+        if let Some(limiter) = &self.limiter
+            && let Err(retry_after) = limiter.check(caller.user_id, now_ms()).await
+        {
+            return Err(ServiceError::RateLimited { retry_after });
         }
         let mut guard = None;
         let idempotency = match idempotency_key {

@@ -1,0 +1,251 @@
+//! The event channel between nodes sharing a store: every committed change
+//! of a task reaches every node, so that event streams, long polls and
+//! cached reads on one node see what another node did, and a node lets go
+//! of a task taken from it.
+//!
+//! What carries the changes, best first: Redis pub/sub when configured (each
+//! node publishes its own changes), else PostgreSQL's LISTEN/NOTIFY (the
+//! store notifies inside each writing transaction), else a short poll of
+//! recently changed tasks (MySQL without Redis). A change names the task and
+//! its version; a node that cares reads the task from the store.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gengate_store::{Change, Store};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::Dispatcher;
+use crate::hub::Hub;
+use crate::redis::{self, Addr, Conn, Reply};
+
+/// The Redis channel of task changes.
+pub const CHANNEL: &str = "gengate:tasks";
+/// Store reads of changed tasks under way at once.
+const MAX_FETCHES: usize = 32;
+/// How far back a poll looks beyond the newest change seen: writers stamp
+/// changes with their own clocks, which may differ a little.
+const POLL_OVERLAP_MS: i64 = 5_000;
+
+/// What carries changes between nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Redis,
+    Notify,
+    Poll,
+}
+
+/// Starts the event channel for a shared store; returns what carries it, or
+/// `None` for a store no other node shares.
+///
+/// # Errors
+/// When the store cannot subscribe.
+pub async fn start(
+    store: Arc<dyn Store>,
+    redis_url: Option<&str>,
+    poll: Duration,
+    hub: Arc<Hub>,
+    dispatcher: Dispatcher,
+    shutdown: CancellationToken,
+) -> anyhow::Result<Option<Kind>> {
+    if !store.shared() {
+        return Ok(None);
+    }
+    let (tx, rx) = mpsc::channel::<Change>(4096);
+    let kind = if let Some(url) = redis_url {
+        let addr = Addr::parse(url).ok_or_else(|| anyhow::anyhow!("invalid cluster.redis_url"))?;
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        hub.set_outbox(store.node_id().to_owned(), out_tx);
+        tokio::spawn(publish_loop(addr.clone(), out_rx, shutdown.clone()));
+        tokio::spawn(subscribe_loop(addr, tx, hub.clone(), shutdown.clone()));
+        Kind::Redis
+    } else if let Some(mut notified) = store.subscribe().await? {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    c = notified.recv() => match c {
+                        Some(c) => if tx.send(c).await.is_err() { return },
+                        None => return,
+                    },
+                }
+            }
+        });
+        Kind::Notify
+    } else {
+        tokio::spawn(poll_loop(store.clone(), poll, tx, shutdown.clone()));
+        Kind::Poll
+    };
+    tokio::spawn(apply_loop(store, rx, hub, dispatcher, shutdown));
+    tracing::info!(carrier = ?kind, "task events between nodes go by {kind:?}");
+    Ok(Some(kind))
+}
+
+/// Applies changes as they arrive.
+async fn apply_loop(
+    store: Arc<dyn Store>,
+    mut rx: mpsc::Receiver<Change>,
+    hub: Arc<Hub>,
+    dispatcher: Dispatcher,
+    shutdown: CancellationToken,
+) {
+    let fetches = Arc::new(Semaphore::new(MAX_FETCHES));
+    loop {
+        let change = tokio::select! {
+            () = shutdown.cancelled() => return,
+            c = rx.recv() => match c { Some(c) => c, None => return },
+        };
+        dispatcher.on_change(&change);
+        let known = hub
+            .get(&change.task_id)
+            .is_some_and(|t| t.version >= change.version);
+        if known || !hub.wants(&change.task_id, change.user_id) {
+            continue;
+        }
+        let Ok(permit) = fetches.clone().acquire_owned().await else {
+            return;
+        };
+        let (store, hub) = (store.clone(), hub.clone());
+        tokio::spawn(async move {
+            match store.get_task(&change.task_id).await {
+                Ok(Some(task)) => hub.publish_remote(&task),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(task.id = %change.task_id, error = %e, "reading task {} after a change elsewhere failed: {e}", change.task_id)
+                }
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// Publishes this node's changes to Redis, pipelined, reconnecting as
+/// needed. Changes made while Redis is away are dropped (after a warning):
+/// other nodes clear their caches when they reconnect.
+async fn publish_loop(
+    addr: Addr,
+    mut rx: mpsc::UnboundedReceiver<Change>,
+    shutdown: CancellationToken,
+) {
+    let mut conn: Option<Conn> = None;
+    let mut batch = Vec::with_capacity(256);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            n = rx.recv_many(&mut batch, 256) => if n == 0 { return },
+        }
+        if conn.is_none() {
+            match Conn::connect(&addr, Duration::from_secs(2)).await {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "publishing {} task events to redis failed: {e}", batch.len());
+                    batch.clear();
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        let sent: Result<(), redis::Error> = async {
+            for change in &batch {
+                c.send(&[b"PUBLISH", CHANNEL.as_bytes(), change.encode().as_bytes()])
+                    .await?;
+            }
+            for _ in &batch {
+                c.read().await?;
+            }
+            Ok(())
+        }
+        .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "publishing {} task events to redis failed: {e}", batch.len());
+            conn = None;
+        }
+        batch.clear();
+    }
+}
+
+/// Receives other nodes' changes from Redis. After a reconnect, changes may
+/// have been missed: the cache is cleared so reads go to the store.
+async fn subscribe_loop(
+    addr: Addr,
+    tx: mpsc::Sender<Change>,
+    hub: Arc<Hub>,
+    shutdown: CancellationToken,
+) {
+    let mut delay = Duration::from_millis(100);
+    let mut first = true;
+    loop {
+        let run = async {
+            let mut conn = Conn::connect(&addr, Duration::from_secs(2)).await?;
+            conn.call(&[b"SUBSCRIBE", CHANNEL.as_bytes()]).await?;
+            if !first {
+                hub.clear();
+            }
+            first = false;
+            delay = Duration::from_millis(100);
+            loop {
+                let Reply::Array(Some(parts)) = conn.read().await? else {
+                    continue;
+                };
+                if let [_, _, Reply::Bulk(Some(payload))] = parts.as_slice()
+                    && let Some(change) = std::str::from_utf8(payload).ok().and_then(Change::decode)
+                    && tx.send(change).await.is_err()
+                {
+                    return Ok::<(), redis::Error>(());
+                }
+            }
+        };
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = run => match r {
+                Ok(()) => return,
+                Err(e) => tracing::warn!(error = %e, "the redis event subscription failed: {e}; reconnecting"),
+            },
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Reads recent changes from the store every `every` (MySQL without Redis).
+async fn poll_loop(
+    store: Arc<dyn Store>,
+    every: Duration,
+    tx: mpsc::Sender<Change>,
+    shutdown: CancellationToken,
+) {
+    let mut newest = crate::now_ms();
+    // Versions already passed on, for changes the overlap reads again.
+    let mut seen: HashMap<String, (i64, i64)> = HashMap::new();
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let since = newest - POLL_OVERLAP_MS;
+        match store.changes_since(since, 5000).await {
+            Ok(changes) => {
+                for (change, at) in changes {
+                    newest = newest.max(at);
+                    let fresh = seen
+                        .get(&change.task_id)
+                        .is_none_or(|(v, _)| *v < change.version);
+                    if fresh {
+                        seen.insert(change.task_id.clone(), (change.version, at));
+                        if tx.send(change).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                seen.retain(|_, (_, at)| *at >= since);
+            }
+            Err(e) => tracing::warn!(error = %e, "reading recent task changes failed: {e}"),
+        }
+    }
+}

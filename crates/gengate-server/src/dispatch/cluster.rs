@@ -1,0 +1,300 @@
+//! The dispatcher on a shared store (PostgreSQL, MySQL): any number of nodes
+//! work the same tasks.
+//!
+//! - **Claims** go through the store, which counts every node's tasks in
+//!   flight at a provider under a per-provider row lock, so the provider's
+//!   limit holds across the cluster. A node claims when woken (a task was
+//!   created or a slot freed, here or elsewhere) and every
+//!   [`CLAIM_INTERVAL`] anyway.
+//! - **Leases**: a claimed task is leased to its node until it leaves
+//!   `submitting`, `running` and `storing`. The node renews its leases every
+//!   third of the lease period; every write it makes for the task is fenced
+//!   on that lease, so a node that stalled (paused, partitioned) past it
+//!   writes nothing once it wakes.
+//! - **Takeover**: every node looks for expired leases on each heartbeat and
+//!   resumes what it finds the way a restart does: running tasks are polled
+//!   by their stored provider id, tasks caught in `submitting` reconciled by
+//!   reference, storing tasks copied again. Nothing is submitted twice.
+//! - **Changes made elsewhere** (a cancel, a takeover) arrive through the
+//!   event channel ([`crate::bus`]); a node lets go of a task it no longer
+//!   holds.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gengate_core::{Event, Status, Task};
+use gengate_store::Change;
+use tracing::{Instrument, debug, error, info, info_span, warn};
+
+use super::health::Gate;
+use super::{Dispatcher, Lane};
+use crate::now_ms;
+
+/// Claims made at most per store call.
+const CLAIM_BATCH: u32 = 16;
+/// How often a lane claims when nothing wakes it (tasks created on a node
+/// without an event channel, retry times passing).
+const CLAIM_INTERVAL: Duration = Duration::from_millis(500);
+/// Tasks taken over per store call.
+const TAKEOVER_BATCH: u32 = 64;
+
+impl Dispatcher {
+    /// Whether this dispatcher shares its store with other nodes.
+    pub(super) fn clustered(&self) -> bool {
+        self.inner.store.shared()
+    }
+
+    /// The slot loop on a shared store: claims through the store, within the
+    /// lane's health, and runs what it claimed.
+    pub(super) async fn claim_loop(self, lane: Arc<Lane>) {
+        loop {
+            let (gate, limit, blocked) = {
+                let mut st = lane.lock();
+                let now = now_ms();
+                // Slots are counted by the store across nodes; the gate only
+                // says whether the account takes work (and hands out the one
+                // probe of a blocked account).
+                let gate = st.health.gate(now, 0);
+                (gate, st.health.effective(), st.health.blocked_until(now))
+            };
+            let max = match gate {
+                Gate::Closed => 0,
+                Gate::Probe => 1,
+                Gate::Open => CLAIM_BATCH,
+            };
+            let mut full_batch = false;
+            if max > 0 {
+                match self
+                    .inner
+                    .store
+                    .claim_tasks(&lane.name, limit as u32, max, now_ms())
+                    .await
+                {
+                    Ok(tasks) => {
+                        if tasks.is_empty() && gate == Gate::Probe {
+                            lane.lock().health.abandon_probe();
+                        }
+                        full_batch = tasks.len() == max as usize;
+                        for task in tasks {
+                            self.start_claimed(&lane, task);
+                        }
+                    }
+                    Err(e) => {
+                        if gate == Gate::Probe {
+                            lane.lock().health.abandon_probe();
+                        }
+                        warn!(provider = %lane.name, error = %e, "claiming tasks for {} failed: {e}", lane.name);
+                    }
+                }
+            }
+            if full_batch {
+                continue;
+            }
+            let wait = blocked.map_or(CLAIM_INTERVAL, |until| {
+                Duration::from_millis((until - now_ms()).clamp(1, 1000) as u64).min(CLAIM_INTERVAL)
+            });
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                () = lane.wake.notified() => {}
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Runs a task this node just claimed.
+    fn start_claimed(&self, lane: &Arc<Lane>, task: Task) {
+        self.inner.hub.publish(&task);
+        self.inner
+            .metrics
+            .transition(Status::Queued.as_str(), task.status.as_str());
+        self.track_deadline(&task);
+        lane.lock().held.insert(task.id.clone());
+        let span = info_span!("submit", task.id = %task.id, provider = %lane.name);
+        let (this, lane) = (self.clone(), lane.clone());
+        self.inner
+            .tracker
+            .spawn(async move { this.run_claimed(lane, task).await }.instrument(span));
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Renews this node's leases, lets go of everything when it stalled past
+    /// them, takes over tasks whose node died, and expires overdue tasks
+    /// nobody follows.
+    pub(super) async fn lease_loop(self) {
+        let lease = self.inner.lease;
+        let beat = lease / 3;
+        let mut last_renewed = Instant::now();
+        loop {
+            // Past this, some lease may have run out before the renewal
+            // below: nothing held can be trusted any more.
+            let stalled = last_renewed.elapsed() + beat / 2 >= lease;
+            if stalled {
+                self.let_go_all().await;
+            }
+            match self.inner.store.renew_leases(now_ms()).await {
+                Ok(_) => last_renewed = Instant::now(),
+                Err(e) => warn!(error = %e, "renewing this node's leases failed: {e}"),
+            }
+            self.take_over_expired().await;
+            self.expire_overdue().await;
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep(beat) => {}
+            }
+        }
+    }
+
+    /// Forgets every task this node works on and ends its leases in the
+    /// store, so that they are taken over (possibly by this node again).
+    async fn let_go_all(&self) {
+        let mut dropped = 0;
+        for lane in self.inner.lanes.values() {
+            let mut st = lane.lock();
+            dropped += st.held.len();
+            st.held.clear();
+            st.following.clear();
+            drop(st);
+            lane.wake.notify_one();
+        }
+        self.inner.metrics.leases_lost(dropped as u64);
+        warn!(
+            tasks = dropped,
+            "this node stalled past its lease period; it lets go of its {dropped} tasks and ends its leases"
+        );
+        if let Err(e) = self.inner.store.release_leases().await {
+            warn!(error = %e, "ending this node's leases failed: {e}; they expire on their own");
+        }
+        self.inner.changed.notify_waiters();
+    }
+
+    async fn take_over_expired(&self) {
+        loop {
+            let tasks = match self.inner.store.take_over(TAKEOVER_BATCH).await {
+                Ok(t) => t,
+                Err(e) => {
+                    warn!(error = %e, "looking for tasks of dead nodes failed: {e}");
+                    return;
+                }
+            };
+            let n = tasks.len();
+            for task in tasks {
+                self.adopt(task);
+            }
+            if n < TAKEOVER_BATCH as usize {
+                return;
+            }
+        }
+    }
+
+    /// Resumes a task taken over from a node whose lease expired, the way a
+    /// restart resumes its own.
+    fn adopt(&self, task: Task) {
+        info!(task.id = %task.id, status = task.status.as_str(), "took over task {} ({}) from a node whose lease expired", task.id, task.status.as_str());
+        self.inner.metrics.took_over();
+        self.inner.hub.publish(&task);
+        self.track_deadline(&task);
+        if task.status == Status::Storing {
+            self.start_copy(task.id.clone());
+            return;
+        }
+        let Some(lane) = self.inner.lanes.get(&task.provider).cloned() else {
+            error!(task.id = %task.id, provider = %task.provider, "task {} names provider {} which is not configured on this node", task.id, task.provider);
+            return;
+        };
+        let mut st = lane.lock();
+        st.held.insert(task.id.clone());
+        match task.status {
+            Status::Running => {
+                let pid = task.provider_task_id.clone().unwrap_or_default();
+                // How long it ran under the dead node is unknown: ask now.
+                let now = now_ms();
+                self.follow_locked(&mut st, &task, pid, task.started_at.unwrap_or(now), now);
+                drop(st);
+                lane.follow_wake.notify_one();
+            }
+            Status::Submitting => {
+                drop(st);
+                let this = self.clone();
+                let span = info_span!("reconcile", task.id = %task.id);
+                self.inner
+                    .tracker
+                    .spawn(async move { this.reconcile(&lane, task).await }.instrument(span));
+            }
+            _ => {
+                st.held.remove(&task.id);
+            }
+        }
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Expires unfinished tasks past their deadline that no node tracks
+    /// (queued on a node that died, say).
+    async fn expire_overdue(&self) {
+        let overdue = match self.inner.store.overdue_tasks(now_ms(), 100).await {
+            Ok(t) => t,
+            Err(e) => {
+                warn!(error = %e, "looking for overdue tasks failed: {e}");
+                return;
+            }
+        };
+        for task in overdue {
+            let id = task.id.clone();
+            match self
+                .transition(&id, Some(task), |t| {
+                    (!t.status.is_terminal()).then_some(Event::Expire)
+                })
+                .await
+            {
+                Ok(Some(_)) => warn!(task.id = %id, "task {id} passed its deadline"),
+                Ok(None) => {}
+                Err(e) => warn!(task.id = %id, error = %e, "expiring task {id} failed: {e}"),
+            }
+        }
+    }
+
+    /// A change stored by another node (or by this one, echoed back):
+    /// lets go of a task this node no longer holds, and wakes the lanes
+    /// when work or a slot may have appeared.
+    pub fn on_change(&self, change: &Change) {
+        let me = self.inner.store.node_id();
+        let ours = change.owner.as_deref() == Some(me);
+        for lane in self.inner.lanes.values() {
+            let mut st = lane.lock();
+            let held =
+                st.held.contains(&change.task_id) || st.following.contains_key(&change.task_id);
+            if held && !ours {
+                st.held.remove(&change.task_id);
+                st.following.remove(&change.task_id);
+                debug!(task.id = %change.task_id, "task {} changed elsewhere ({}); this node lets go of it", change.task_id, change.status.as_str());
+            }
+            drop(st);
+            // New work, or a slot freed somewhere.
+            if matches!(
+                change.status,
+                Status::Queued
+                    | Status::Storing
+                    | Status::Succeeded
+                    | Status::Failed
+                    | Status::Canceled
+            ) {
+                lane.wake.notify_one();
+            }
+        }
+        self.inner.changed.notify_waiters();
+    }
+
+    /// After a write this node was refused although the task's version was
+    /// still the one it read: its lease is gone (it stalled, or the task
+    /// was taken over). It stops working on the task.
+    pub(super) fn lost_lease(&self, task: &Task) {
+        self.inner.metrics.fenced_write();
+        warn!(task.id = %task.id, "this node no longer holds the lease of task {}; it stops working on it", task.id);
+        if let Some(lane) = self.inner.lanes.get(&task.provider) {
+            let mut st = lane.lock();
+            st.held.remove(&task.id);
+            st.following.remove(&task.id);
+            drop(st);
+            lane.wake.notify_one();
+        }
+    }
+}
