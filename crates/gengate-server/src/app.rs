@@ -412,6 +412,7 @@ pub async fn serve(
     )
     .await
     .context("starting the event channel between nodes")?;
+    let store = server.app.store.clone();
     let dispatcher = tokio::spawn(server.dispatcher.run(server.shutdown_grace));
     let outbox = tokio::spawn(server.app.webhooks.clone().run(shutdown.clone()));
     let router = api::router(server.app);
@@ -424,8 +425,24 @@ pub async fn serve(
     )
     .await?;
     let _ = outbox.await;
-    dispatcher.await.context("dispatcher panicked")?
+    let stopped = dispatcher.await.context("dispatcher panicked")?;
+    if store.shared() {
+        // What this node was working on is stored as far as it got; let
+        // the other nodes (or a successor) take it over now rather than
+        // when the leases run out.
+        match store.release_leases().await {
+            Ok(n) => tracing::info!(tasks = n, "handed {n} tasks over to the other nodes"),
+            Err(e) => {
+                tracing::warn!(error = %e, "ending this node's leases failed: {e}; they expire on their own")
+            }
+        }
+    }
+    stopped
 }
+
+/// How long a stopping server keeps serving connections it already accepted
+/// before it closes the idle ones.
+const DRAIN_LINGER: Duration = Duration::from_millis(1000);
 
 /// The HTTP/1.1 accept loop. `idle_timeout` bounds how long a connection may
 /// sit without sending a complete request head: a slow or silent client,
@@ -468,6 +485,11 @@ async fn serve_http(
         });
     }
     drop(listener);
+    // A connection accepted just before shutdown may not have sent its
+    // request yet, and graceful shutdown closes connections without a
+    // request in progress: give such clients a moment to be read first
+    // (during a handoff the successor accepts everything newer).
+    tokio::time::sleep(grace.min(DRAIN_LINGER)).await;
     if tokio::time::timeout(grace, graceful.shutdown())
         .await
         .is_err()

@@ -87,6 +87,15 @@ pub(crate) struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub(crate) log_format: Option<LogFormatArg>,
+    /// This node's name among nodes sharing a store [default: cluster.node_name, or the host name].
+    #[arg(long, value_name = "NAME")]
+    pub(crate) node_name: Option<String>,
+    /// Restart without refusing a request: if a gengate serves at this Unix
+    /// socket, take its listening socket over (it drains and exits);
+    /// then serve takeovers here for the next restart. SIGUSR2 makes a
+    /// running gengate start its own successor this way.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) handoff: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

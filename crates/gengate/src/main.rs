@@ -3,6 +3,7 @@
 //! (with the cause chain on stderr), 2 for bad usage (from clap).
 
 mod cli;
+mod handoff;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -169,6 +170,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(listen) = args.listen {
                 cfg.server.listen = listen;
             }
+            if let Some(name) = args.node_name {
+                cfg.cluster.node_name = Some(name);
+            }
             if let Some(f) = args.log_format {
                 cfg.log.format = match f {
                     LogFormatArg::Text => LogFormat::Text,
@@ -176,7 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
             }
             init_logging(cfg.log.format, &cfg.log.level)?;
-            serve(cfg).await
+            serve(cfg, args.handoff).await
         }
         Command::Keys { command } => {
             init_logging(LogFormat::Text, "warn")?;
@@ -313,6 +317,38 @@ async fn doctor(args: cli::DoctorArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// On SIGUSR2, starts a successor with this process's own command line; it
+/// takes the listening socket over (`--handoff`), and this process drains.
+/// (systemd: `ExecReload=/bin/kill -USR2 $MAINPID`.)
+async fn respawn_on_usr2() {
+    let Ok(mut usr2) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined2())
+    else {
+        return;
+    };
+    while usr2.recv().await.is_some() {
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot find this binary to restart: {e}");
+                continue;
+            }
+        };
+        match std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .stdin(std::process::Stdio::null())
+            .spawn()
+        {
+            Ok(child) => tracing::info!(
+                pid = child.id(),
+                "SIGUSR2: started a successor (pid {})",
+                child.id()
+            ),
+            Err(e) => tracing::error!(error = %e, "SIGUSR2: starting a successor failed: {e}"),
+        }
+    }
+}
+
 /// Resolves when SIGINT or SIGTERM arrives.
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -335,18 +371,50 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve(cfg: Config) -> anyhow::Result<()> {
-    let listener = TcpListener::bind(cfg.server.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", cfg.server.listen))?;
+async fn serve(cfg: Config, handoff: Option<std::path::PathBuf>) -> anyhow::Result<()> {
+    let taken = match &handoff {
+        Some(path) => handoff::take(path).await?,
+        None => None,
+    };
+    let took_over = taken.is_some();
+    let (listener, predecessor) = match taken {
+        Some((listener, pred)) => {
+            let listener = TcpListener::from_std(listener)?;
+            tracing::info!(address = %listener.local_addr()?, "took the listening socket over from the running process");
+            (listener, Some(pred))
+        }
+        None => (
+            TcpListener::bind(cfg.server.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", cfg.server.listen))?,
+            None,
+        ),
+    };
     let addr = listener.local_addr()?;
     let store = open_store(&cfg).await?;
+    if let Some(pred) = predecessor {
+        if !store.shared() {
+            // One dispatcher per SQLite store: the predecessor's stops
+            // first. Connections wait in the socket's queue meanwhile.
+            pred.wait_done(cfg.server.shutdown_grace.0 + std::time::Duration::from_secs(30))
+                .await;
+        } else {
+            drop(pred);
+        }
+    }
     if let Some(secret) = app::ensure_first_admin_key(&*store).await? {
         println!(
             "First start: created an admin API key. It is shown only this once; keep it safe:\n\n    {secret}\n"
         );
     }
     let shutdown = CancellationToken::new();
+    let successor = Arc::new(std::sync::Mutex::new(None));
+    if let Some(path) = &handoff {
+        use std::os::fd::AsFd as _;
+        let fd = listener.as_fd().try_clone_to_owned()?;
+        handoff::offer(path, fd, shutdown.clone(), successor.clone(), took_over)?;
+        tokio::spawn(respawn_on_usr2());
+    }
     let public_url = cfg.public_url(addr);
     let server = app::build(&cfg, store, &public_url, shutdown.clone())?;
     tokio::spawn({
@@ -359,7 +427,9 @@ async fn serve(cfg: Config) -> anyhow::Result<()> {
     });
     tracing::info!(address = %addr, "gengate listening on http://{addr} (store {})", cfg.store_url());
     println!("gengate listening on http://{addr}");
+    handoff::notify_ready();
     app::serve(listener, server, shutdown).await?;
+    handoff::done(&successor);
     tracing::info!("gengate stopped");
     Ok(())
 }

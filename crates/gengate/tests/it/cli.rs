@@ -270,3 +270,88 @@ fn media_gc_removes_objects_no_task_refers_to() {
     assert!(out.contains("scanned 1 objects: 1 orphaned"), "{out}");
     assert!(!orphan.exists());
 }
+
+/// A restart through the handoff socket: while clients keep making new
+/// connections, a second process takes the listening socket over and the
+/// first drains and exits; not one request fails. Then once more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_through_the_handoff_socket_refuses_no_request() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    let data = cwd.join("data");
+    let sock = cwd.join("run").join("handoff.sock");
+    let args = [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--handoff",
+        sock.to_str().unwrap(),
+    ];
+    let mut old = Proc::start(&args, cwd);
+    let url = old.url.clone();
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (stop, ok, failed, url) = (stop.clone(), ok.clone(), failed.clone(), url.clone());
+        clients.push(tokio::spawn(async move {
+            // A new connection for every request: each one has to be
+            // accepted by whichever process holds the socket.
+            let client = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match client.get(format!("{url}/healthz")).send().await {
+                    Ok(r) if r.status().is_success() => ok.fetch_add(1, Ordering::Relaxed),
+                    Ok(r) => panic!("{}", r.status()),
+                    Err(e) => {
+                        eprintln!("request failed: {e}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+            }
+        }));
+    }
+    for round in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+        let before = ok.load(Ordering::Relaxed);
+        let new = Proc::start(&args, cwd);
+        assert_eq!(new.url, url, "the successor serves the same address");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = old.child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the old process did not exit"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        assert!(
+            status.success(),
+            "round {round}: the old process drained and exited cleanly: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert!(
+            ok.load(Ordering::Relaxed) > before,
+            "round {round}: requests went on"
+        );
+        old = new;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    eprintln!("{ok} requests served across two restarts, {failed} failed");
+    assert_eq!(failed, 0, "no request was refused");
+    assert!(ok > 100);
+}

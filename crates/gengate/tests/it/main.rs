@@ -2,5 +2,6 @@
 //! command line as a newcomer uses it. One binary, one module per area.
 
 mod cli;
+mod cluster;
 mod crash;
 mod process;
