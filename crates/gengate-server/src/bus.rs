@@ -99,6 +99,7 @@ async fn apply_loop(
             c = rx.recv() => match c { Some(c) => c, None => return },
         };
         dispatcher.on_change(&change);
+        hub.invalidate_pages(change.user_id, change.status);
         let known = hub
             .get(&change.task_id)
             .is_some_and(|t| t.version >= change.version);

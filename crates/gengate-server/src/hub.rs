@@ -223,6 +223,17 @@ impl Hub {
             .any(|t| ev.topics.get(t).is_some_and(|tx| tx.receiver_count() > 0))
     }
 
+    /// Marks the cached pages a change elsewhere may appear on as stale:
+    /// its owner's listings, and the gallery when a task succeeded (whether
+    /// it is public is not known without reading it).
+    pub fn invalidate_pages(&self, user: UserId, status: gengate_core::Status) {
+        self.user_generations[(user.unsigned_abs() % USER_BUCKETS as u64) as usize]
+            .fetch_add(1, Ordering::AcqRel);
+        if status == gengate_core::Status::Succeeded {
+            self.gallery_generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     /// Empties the cache (after changes from other nodes may have been
     /// missed): later reads go to the store.
     pub fn clear(&self) {
