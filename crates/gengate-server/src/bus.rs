@@ -98,12 +98,17 @@ async fn apply_loop(
             () = shutdown.cancelled() => return,
             c = rx.recv() => match c { Some(c) => c, None => return },
         };
-        dispatcher.on_change(&change);
-        hub.invalidate_pages(change.user_id, change.status);
+        // A change this node already knows of (its own, echoed back, or an
+        // older one arriving late) changes nothing here.
         let known = hub
             .get(&change.task_id)
             .is_some_and(|t| t.version >= change.version);
-        if known || !hub.wants(&change.task_id, change.user_id) {
+        if known {
+            continue;
+        }
+        dispatcher.on_change(&change);
+        hub.invalidate_pages(change.user_id, change.status);
+        if !hub.wants(&change.task_id, change.user_id) {
             continue;
         }
         let Ok(permit) = fetches.clone().acquire_owned().await else {

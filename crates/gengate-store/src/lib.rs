@@ -284,11 +284,12 @@ pub trait Store: Send + Sync + 'static {
             "this store does not hand out claims".into(),
         ))
     }
-    /// Extends this node's unexpired leases and records its heartbeat (with
-    /// its own clock, `now`). Expired leases are not renewed: they are lost.
-    /// Returns how many leases the node still holds.
-    async fn renew_leases(&self, now: i64) -> Result<u64> {
-        let _ = now;
+    /// Extends this node's unexpired leases on the tasks in `held` (those it
+    /// works on) and records its heartbeat (with its own clock, `now`).
+    /// Expired leases are not renewed: they are lost. Returns how many
+    /// leases were renewed.
+    async fn renew_leases(&self, now: i64, held: &[TaskId]) -> Result<u64> {
+        let _ = (now, held);
         Ok(0)
     }
     /// Ends every lease this node holds at once (after it stalled past a

@@ -131,7 +131,8 @@ impl Dispatcher {
             if stalled {
                 self.let_go_all().await;
             }
-            match self.inner.store.renew_leases(now_ms()).await {
+            let held = self.held_ids();
+            match self.inner.store.renew_leases(now_ms(), &held).await {
                 Ok(_) => last_renewed = Instant::now(),
                 Err(e) => warn!(error = %e, "renewing this node's leases failed: {e}"),
             }
@@ -142,6 +143,25 @@ impl Dispatcher {
                 () = tokio::time::sleep(beat) => {}
             }
         }
+    }
+
+    /// Every task this node works on: submitting or running at a provider,
+    /// or having its results copied. Only these leases are renewed, so a
+    /// lease the node holds without working on the task (after any slip)
+    /// runs out and the task is taken over.
+    fn held_ids(&self) -> Vec<gengate_core::TaskId> {
+        let mut ids: Vec<_> = self
+            .inner
+            .copying
+            .lock()
+            .expect("copying lock")
+            .iter()
+            .cloned()
+            .collect();
+        for lane in self.inner.lanes.values() {
+            ids.extend(lane.lock().held.iter().cloned());
+        }
+        ids
     }
 
     /// Forgets every task this node works on and ends its leases in the

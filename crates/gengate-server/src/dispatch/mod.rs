@@ -15,7 +15,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -207,7 +207,7 @@ struct Inner {
     /// Bounds the copies under way (`media.concurrency`).
     copy_slots: Arc<Semaphore>,
     /// Copy jobs started and not yet stored (for [`Dispatcher::is_idle`]).
-    copying: AtomicUsize,
+    copying: Mutex<HashSet<TaskId>>,
     /// See [`Settings::lease`].
     lease: Duration,
 }
@@ -314,7 +314,7 @@ impl Dispatcher {
                 running: AtomicBool::new(false),
                 copy_slots: Arc::new(Semaphore::new(media.settings.concurrency.max(1))),
                 media,
-                copying: AtomicUsize::new(0),
+                copying: Mutex::default(),
                 lease: settings.lease,
             }),
         }
@@ -539,7 +539,7 @@ impl Dispatcher {
 
     /// Whether nothing is queued, in flight or being stored anywhere.
     pub fn is_idle(&self) -> bool {
-        self.inner.copying.load(Ordering::Acquire) == 0
+        self.inner.copying.lock().expect("copying lock").is_empty()
             && self.inner.lanes.values().all(|l| {
                 let st = l.lock();
                 st.queue.is_empty() && st.held.is_empty()
@@ -720,7 +720,15 @@ impl Dispatcher {
     /// stored outputs, or `failed`. Safe to repeat: keys are per task and
     /// output, and a task no longer storing is left alone.
     fn start_copy(&self, id: TaskId) {
-        self.inner.copying.fetch_add(1, Ordering::AcqRel);
+        if !self
+            .inner
+            .copying
+            .lock()
+            .expect("copying lock")
+            .insert(id.clone())
+        {
+            return; // already under way
+        }
         let this = self.clone();
         let span = info_span!("store_outputs", task.id = %id);
         self.inner.tracker.spawn(
@@ -731,7 +739,7 @@ impl Dispatcher {
                     }
                     () = this.copy_task(&id) => {}
                 }
-                this.inner.copying.fetch_sub(1, Ordering::AcqRel);
+                this.inner.copying.lock().expect("copying lock").remove(&id);
                 this.inner.changed.notify_waiters();
             }
             .instrument(span),
