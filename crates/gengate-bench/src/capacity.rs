@@ -1376,7 +1376,7 @@ pub fn run(opts: &CapacityOptions) -> anyhow::Result<Report> {
                 opts.user.clone(),
             )?);
             let spec = RunSpec {
-                addr: target.addr,
+                addrs: vec![target.addr],
                 connections: users,
                 threads: load_threads,
                 load,
@@ -1516,7 +1516,7 @@ pub fn run(opts: &CapacityOptions) -> anyhow::Result<Report> {
             opts.user.clone(),
         )?);
         let spec = RunSpec {
-            addr: target.addr,
+            addrs: vec![target.addr],
             connections: 32,
             threads: load_threads,
             load: Load::Closed {

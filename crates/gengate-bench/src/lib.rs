@@ -53,6 +53,9 @@ use scenario::{Setup, UserOptions};
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     pub target: String,
+    /// More servers to spread the connections over (nodes sharing the
+    /// target's store); setup happens on `target`.
+    pub also: Vec<String>,
     /// `None`: raw for a URL with a path or a server that is not a gengate;
     /// on a gengate, mixed with an admin key and gallery without.
     pub scenario: Option<Scenario>,
@@ -131,8 +134,12 @@ pub fn bench(opts: &BenchOptions) -> anyhow::Result<Summary> {
         (None, None) => Some(Duration::from_secs(10)),
         (d, _) => d,
     };
+    let mut addrs = vec![target.addr];
+    for url in &opts.also {
+        addrs.push(Target::parse(url)?.addr);
+    }
     let spec = RunSpec {
-        addr: target.addr,
+        addrs,
         connections: opts.connections,
         threads: opts.threads.unwrap_or_else(default_threads),
         load,

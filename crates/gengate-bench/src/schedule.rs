@@ -40,7 +40,9 @@ pub enum Load {
 /// How a run is shaped.
 #[derive(Debug, Clone)]
 pub struct RunSpec {
-    pub addr: SocketAddr,
+    /// Where connections go, round-robin by connection (several nodes of a
+    /// cluster sharing one store; usually one).
+    pub addrs: Vec<SocketAddr>,
     pub connections: usize,
     /// OS threads generating load (at most one per connection).
     pub threads: usize,
@@ -311,7 +313,7 @@ pub fn run(spec: &RunSpec, plan: &Arc<Plan>) -> anyhow::Result<(Stats, Duration)
                     let mut joins = Vec::new();
                     for index in (t..connections).step_by(threads) {
                         let mut session = Session {
-                            addr: spec.addr,
+                            addr: spec.addrs[index % spec.addrs.len()],
                             conn: None,
                             stats: stats.clone(),
                             live: show.then(|| live.clone()),

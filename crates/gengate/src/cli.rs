@@ -289,6 +289,10 @@ pub(crate) struct BenchArgs {
     /// The server: a gengate's base URL, or any http:// URL for the raw scenario.
     #[arg(long, value_name = "URL")]
     pub(crate) target: String,
+    /// Another node of the same cluster (sharing --target's store): the
+    /// connections are spread round-robin over --target and these.
+    #[arg(long, value_name = "URL")]
+    pub(crate) also: Vec<String>,
     /// What to send [default: raw for a URL with a path or a server that is
     /// not a gengate; on a gengate, mixed with an admin key, else gallery].
     #[arg(short = 's', long, value_name = "NAME", value_parser = parse_scenario)]

@@ -80,6 +80,7 @@ fn user_options(u: &UserArgs) -> UserOptions {
 fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let opts = BenchOptions {
         target: args.target,
+        also: args.also,
         scenario: args.scenario,
         connections: if args.rate.is_some() {
             args.rate_connections

@@ -23,7 +23,7 @@ pub(crate) fn run(url: &str, connections: usize, load: Load, duration: Duration)
         .unwrap(),
     );
     let spec = RunSpec {
-        addr: target.addr,
+        addrs: vec![target.addr],
         connections,
         threads: 2,
         load,
@@ -108,7 +108,7 @@ fn requests_bound_the_run_and_errors_are_counted_by_kind() {
         .unwrap(),
     );
     let spec = RunSpec {
-        addr: target.addr,
+        addrs: vec![target.addr],
         connections: 4,
         threads: 2,
         load,

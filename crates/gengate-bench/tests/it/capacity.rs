@@ -39,7 +39,7 @@ fn the_ramp_finds_the_users_a_fixed_capacity_server_carries() {
     );
     let r = ramp(2, 64, 0.1, |users| {
         let spec = RunSpec {
-            addr: target.addr,
+            addrs: vec![target.addr],
             connections: users,
             threads: 1,
             load,
