@@ -35,6 +35,11 @@ const CLAIM_BATCH: u32 = 16;
 /// How often a lane claims when nothing wakes it (tasks created on a node
 /// without an event channel, retry times passing).
 const CLAIM_INTERVAL: Duration = Duration::from_millis(500);
+/// After a claim that found no more work (or no free slot), the next one
+/// waits at least this long, however often the lane is woken: under a burst
+/// of creations on every node, claims stay a few per second per lane instead
+/// of one per task, all queuing for the provider's row lock.
+const CLAIM_MIN_GAP: Duration = Duration::from_millis(50);
 /// Tasks taken over per store call.
 const TAKEOVER_BATCH: u32 = 64;
 
@@ -89,6 +94,10 @@ impl Dispatcher {
             }
             if full_batch {
                 continue;
+            }
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                () = tokio::time::sleep(CLAIM_MIN_GAP) => {}
             }
             let wait = blocked.map_or(CLAIM_INTERVAL, |until| {
                 Duration::from_millis((until - now_ms()).clamp(1, 1000) as u64).min(CLAIM_INTERVAL)
