@@ -27,7 +27,9 @@ pub const CHANNEL: &str = "gengate:tasks";
 const MAX_FETCHES: usize = 32;
 /// How far back a poll looks beyond the newest change seen: writers stamp
 /// changes with their own clocks, which may differ a little.
-const POLL_OVERLAP_MS: i64 = 5_000;
+const POLL_OVERLAP_MS: i64 = 3_000;
+/// Changes read per query.
+const POLL_PAGE: u32 = 2_000;
 
 /// What carries changes between nodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,24 +236,37 @@ async fn poll_loop(
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        let since = newest - POLL_OVERLAP_MS;
-        match store.changes_since(since, 5000).await {
-            Ok(changes) => {
-                for (change, at) in changes {
-                    newest = newest.max(at);
-                    let fresh = seen
-                        .get(&change.task_id)
-                        .is_none_or(|(v, _)| *v < change.version);
-                    if fresh {
-                        seen.insert(change.task_id.clone(), (change.version, at));
-                        if tx.send(change).await.is_err() {
-                            return;
-                        }
+        let mut from = newest - POLL_OVERLAP_MS;
+        // Page through a burst: a full page continues where it ended.
+        loop {
+            let changes = match store.changes_since(from, POLL_PAGE).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading recent task changes failed: {e}");
+                    break;
+                }
+            };
+            let full = changes.len() == POLL_PAGE as usize;
+            let last = changes.last().map(|(_, at)| *at);
+            for (change, at) in changes {
+                newest = newest.max(at);
+                let fresh = seen
+                    .get(&change.task_id)
+                    .is_none_or(|(v, _)| *v < change.version);
+                if fresh {
+                    seen.insert(change.task_id.clone(), (change.version, at));
+                    if tx.send(change).await.is_err() {
+                        return;
                     }
                 }
-                seen.retain(|_, (_, at)| *at >= since);
             }
-            Err(e) => tracing::warn!(error = %e, "reading recent task changes failed: {e}"),
+            match last {
+                // (A page of changes all in one millisecond cannot advance.)
+                Some(at) if full && at > from => from = at,
+                _ => break,
+            }
         }
+        let keep_from = newest - POLL_OVERLAP_MS;
+        seen.retain(|_, (_, at)| *at >= keep_from);
     }
 }
