@@ -11,6 +11,26 @@ use gengate_core::{Role, Status, Task, TaskId, UserId};
 
 pub mod sqlite;
 
+/// The columns of a task row, in the order the row decoders read them. A
+/// macro so that statements can be built with `concat!` at compile time.
+macro_rules! task_columns {
+    () => {
+        "id, user_id, model, provider, status, input, outputs, error, public, priority, attempts, \
+         max_attempts, provider_task_id, progress, not_before, deadline_at, created_at, started_at, \
+         finished_at, updated_at, version, webhook_url"
+    };
+}
+pub(crate) use task_columns;
+
+/// The columns of a webhook delivery row, in the order the decoders read them.
+macro_rules! delivery_columns {
+    () => {
+        "id, task_id, user_id, url, event, status, attempts, next_attempt_at, last_status, \
+         last_error, created_at, delivered_at"
+    };
+}
+pub(crate) use delivery_columns;
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
