@@ -9,6 +9,9 @@ use async_trait::async_trait;
 use gengate_core::task::NewTask;
 use gengate_core::{Role, Status, Task, TaskId, UserId};
 
+mod mysql;
+mod postgres;
+mod sql;
 pub mod sqlite;
 
 /// The columns of a task row, in the order the row decoders read them. A
@@ -380,23 +383,57 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 
 /// Opens the store a URL names: `sqlite://PATH` (relative paths are relative
 /// to the working directory, migrated on open), `postgres://…` or
-/// `mysql://…` (MySQL 8 or MariaDB 10.11; migrated by `gengate migrate`).
+/// `mysql://…` (MySQL 8 or MariaDB 10.11, also as `mariadb://…`; migrated by
+/// `gengate migrate`).
 ///
 /// # Errors
 /// [`StoreError::Config`] for an unknown scheme or an unmigrated shared
 /// store, [`StoreError::Unavailable`] when the database cannot be reached.
 pub async fn open_with(url: &str, opts: &OpenOptions) -> Result<Arc<dyn Store>> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let store =
-            sqlite::SqliteStore::open(std::path::Path::new(path), sqlite::Options::default())
-                .await?;
-        return Ok(Arc::new(store));
+    match backend(url)? {
+        Backend::Sqlite(path) => {
+            let store =
+                sqlite::SqliteStore::open(std::path::Path::new(path), sqlite::Options::default())
+                    .await?;
+            Ok(Arc::new(store))
+        }
+        Backend::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url, opts).await?)),
+        Backend::MySql(url) => Ok(Arc::new(mysql::MySqlStore::open(&url, opts).await?)),
     }
-    let scheme = url.split("://").next().unwrap_or(url);
+}
+
+/// Applies the migrations this build knows to the store a URL names, and
+/// returns the schema version before and after. Safe to run again, and from
+/// several processes at once (they take turns). SQLite migrates on every
+/// open, so for it this only opens the file.
+///
+/// # Errors
+/// [`StoreError::Config`] for an unknown scheme or a schema newer than this
+/// build, [`StoreError::Unavailable`] when the database cannot be reached or
+/// a migration fails.
+pub async fn migrate(url: &str, opts: &OpenOptions) -> Result<(i64, i64)> {
+    match backend(url)? {
+        Backend::Sqlite(path) => sqlite::migrate_file(std::path::Path::new(path)).await,
+        Backend::Postgres(url) => sql::migrate::<sqlx::Postgres>(url, opts).await,
+        Backend::MySql(url) => sql::migrate::<sqlx::MySql>(&url, opts).await,
+    }
+}
+
+enum Backend<'a> {
+    Sqlite(&'a str),
+    Postgres(&'a str),
+    /// With the `mysql://` scheme the driver expects, also for MariaDB.
+    MySql(String),
+}
+
+fn backend(url: &str) -> Result<Backend<'_>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Backend::Sqlite(path));
+    }
+    let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
     match scheme {
-        "mysql" | "mariadb" | "postgres" | "postgresql" => Err(StoreError::Config(format!(
-            "the {scheme} backend is not available in this build; use sqlite://PATH"
-        ))),
+        "postgres" | "postgresql" => Ok(Backend::Postgres(url)),
+        "mysql" | "mariadb" => Ok(Backend::MySql(format!("mysql://{rest}"))),
         _ => Err(StoreError::Config(format!(
             "unknown store URL scheme in {url:?}; expected sqlite://PATH, postgres://… or mysql://…"
         ))),

@@ -116,6 +116,39 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// The schema version of the database at `path` (0 when it has none yet),
+/// migrated by opening it: `gengate migrate` for a SQLite store.
+pub(crate) async fn migrate_file(path: &Path) -> Result<(i64, i64)> {
+    let version = |path: &Path| -> Result<i64> {
+        if !path.exists() {
+            return Ok(0);
+        }
+        let conn = Connection::open(path).map_err(unavailable)?;
+        let has_table: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        if !has_table {
+            return Ok(0);
+        }
+        conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(unavailable)
+    };
+    let owned = path.to_owned();
+    let from = tokio::task::spawn_blocking(move || version(&owned))
+        .await
+        .map_err(unavailable)??;
+    drop(SqliteStore::open(path, Options::default()).await?);
+    Ok((from, MIGRATIONS.len() as i64))
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     ///
