@@ -75,6 +75,13 @@ fn server_url(kind: Kind) -> Option<String> {
     }
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// `url` naming database `name` instead of its own.
 fn with_database(url: &str, name: &str) -> String {
     let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
@@ -86,20 +93,22 @@ fn with_database(url: &str, name: &str) -> String {
     format!("{scheme}://{authority}/{name}{query}")
 }
 
+async fn connect<C: sqlx::Connection>(kind: Kind, url: &str) -> C {
+    C::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot reach the {kind:?} server at {url}: {e}"))
+}
+
 /// Runs `sql` on the database `url` names, outside any store.
 pub(crate) async fn execute(kind: Kind, url: &str, sql: &str) {
     match kind {
         Kind::Postgres => {
-            let mut c = sqlx::PgConnection::connect(url)
-                .await
-                .unwrap_or_else(|e| panic!("cannot reach PostgreSQL at {url}: {e}"));
+            let mut c: sqlx::PgConnection = connect(kind, url).await;
             sqlx::Executor::execute(&mut c, sql).await.unwrap();
             c.close().await.unwrap();
         }
         Kind::MySql => {
-            let mut c = sqlx::MySqlConnection::connect(url)
-                .await
-                .unwrap_or_else(|e| panic!("cannot reach MySQL at {url}: {e}"));
+            let mut c: sqlx::MySqlConnection = connect(kind, url).await;
             sqlx::Executor::execute(&mut c, sql).await.unwrap();
             c.close().await.unwrap();
         }
@@ -107,19 +116,20 @@ pub(crate) async fn execute(kind: Kind, url: &str, sql: &str) {
     }
 }
 
-/// Test databases are `gg_<pid>_<n>_<nanos>`: those of processes that are
-/// gone (a run that was killed or panicked past its cleanup) are dropped.
+/// Test databases are `gg_<pid>_<n>_<unix ms>`: those of processes that
+/// are gone (a run that was killed or panicked past its cleanup) are
+/// dropped once they are an hour old.
 async fn drop_abandoned(kind: Kind, server: &str) {
     let names: Vec<String> = match kind {
         Kind::Postgres => {
-            let mut c = sqlx::PgConnection::connect(server).await.unwrap();
+            let mut c: sqlx::PgConnection = connect(kind, server).await;
             sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'gg\\_%'")
                 .fetch_all(&mut c)
                 .await
                 .unwrap()
         }
         Kind::MySql => {
-            let mut c = sqlx::MySqlConnection::connect(server).await.unwrap();
+            let mut c: sqlx::MySqlConnection = connect(kind, server).await;
             sqlx::query_scalar::<_, Vec<u8>>(
                 "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE 'gg\\_%'",
             )
@@ -132,11 +142,14 @@ async fn drop_abandoned(kind: Kind, server: &str) {
         }
         Kind::Sqlite => Vec::new(),
     };
+    let hour_ago = now_ms() - 3_600_000;
     for name in names {
-        let Some(pid) = name.split('_').nth(1) else {
+        let parts: Vec<&str> = name.split('_').collect();
+        let (Some(pid), Some(made)) = (parts.get(1), parts.get(3)) else {
             continue;
         };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        let old = made.parse::<i64>().is_ok_and(|made| made < hour_ago);
+        if old && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             drop_database(kind, server, &name).await;
         }
     }
@@ -167,14 +180,11 @@ impl Db {
         if !CLEANED[kind as usize].swap(true, Ordering::Relaxed) {
             drop_abandoned(kind, &server).await;
         }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
         let name = format!(
-            "gg_{}_{}_{nanos}",
+            "gg_{}_{}_{}",
             std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            now_ms()
         );
         let create = match kind {
             Kind::Postgres => format!("CREATE DATABASE \"{name}\""),
