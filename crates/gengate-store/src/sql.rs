@@ -1064,7 +1064,7 @@ impl<E: Engine> Store for SqlStore<E> {
         // (when its first writer rolls back, InnoDB's waiters all hold
         // shared locks and ask to insert): the database rolls one back, and
         // it runs again from the start after a short, uneven pause.
-        const TRIES: u32 = 5;
+        const TRIES: u32 = 3;
         for attempt in 1..=TRIES {
             if attempt > 1 {
                 let jitter = std::time::SystemTime::now()

@@ -464,6 +464,33 @@ pub(crate) async fn subscribers_hear_changes_made_through_other_nodes(db: Db) {
         ],
         "the create, the claim and the cancel, in order"
     );
+
+    // The server drops the listening connection: the feed listens again.
+    db::execute(
+        db.kind,
+        &db.url,
+        "DO $$ BEGIN \
+           IF NOT EXISTS (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                          WHERE datname = current_database() AND query LIKE 'LISTEN%') \
+           THEN RAISE EXCEPTION 'no listening connection'; END IF; \
+         END $$",
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    for n in 0.. {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed stayed down"
+        );
+        // What is announced while it is down is lost: keep making changes.
+        let made = queue(&**n2, u, 1, 5000 + n).await.remove(0);
+        if let Ok(Some(change)) =
+            tokio::time::timeout(Duration::from_millis(300), changes.recv()).await
+        {
+            assert!(change.task_id <= made.id, "a change made after the drop");
+            break;
+        }
+    }
 }
 
 pub(crate) async fn facts_report_the_server_and_the_nodes_that_renewed(db: Db) {
