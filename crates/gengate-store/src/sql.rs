@@ -650,7 +650,9 @@ async fn create_in<E: Engine>(
 async fn claim_in<E: Engine>(
     c: &mut E::Connection,
     provider: &str,
-    (limit, max, now): (u32, u32, i64),
+    limit: u32,
+    max: u32,
+    now: i64,
     me: &str,
     lease_ms: i64,
 ) -> sqlx::Result<Vec<Task>> {
@@ -1213,7 +1215,9 @@ impl<E: Engine> Store for SqlStore<E> {
         let claimed = claim_in::<E>(
             &mut tx,
             provider,
-            (limit, max, now),
+            limit,
+            max,
+            now,
             &self.node_id,
             self.lease_ms,
         )

@@ -701,17 +701,21 @@ async fn unknown_and_unreachable_store_urls_are_refused_clearly() {
         };
         assert!(matches!(err, StoreError::Config(_)), "{url}: {err}");
     }
-    // Port 1 on this machine refuses at once: nobody listens there.
+    // Nobody listens on port 1: connecting is retried until the pool's
+    // timeout, then refused as unavailable.
+    let opts = gengate_store::OpenOptions {
+        pool_timeout: std::time::Duration::from_millis(300),
+        ..Default::default()
+    };
     for url in [
         "postgres://gengate@127.0.0.1:1/x",
         "mariadb://gengate@127.0.0.1:1/x",
     ] {
-        let Err(err) = gengate_store::open(url).await else {
+        let Err(err) = gengate_store::open_with(url, &opts).await else {
             panic!("{url} opened")
         };
         assert!(matches!(err, StoreError::Unavailable(_)), "{url}: {err}");
     }
-    let opts = gengate_store::OpenOptions::default();
     assert!(matches!(
         gengate_store::migrate("mysql://[bad", &opts).await,
         Err(StoreError::Config(_))
