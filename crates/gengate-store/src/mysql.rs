@@ -59,20 +59,23 @@ impl Engine for MySql {
     }
 
     /// MySQL refuses to compare an ASCII column with a string holding other
-    /// characters ("illegal mix of collations") instead of finding nothing.
-    /// Each such character becomes DEL (0x7F), which no id contains and
-    /// which sorts where the original did against ASCII ids (after all of
-    /// them), so lookups and cursors mean what they did.
+    /// characters ("illegal mix of collations") instead of finding nothing,
+    /// and its `_bin` collations ignore trailing spaces (`'a' = 'a '`). Each
+    /// such character becomes DEL (0x7F), which no id contains and which
+    /// sorts after every character ids are made of, so lookups stay exact
+    /// and cursors mean what they did.
     fn lookup(s: &str) -> Cow<'_, str> {
-        if s.is_ascii() {
-            Cow::Borrowed(s)
-        } else {
-            Cow::Owned(
-                s.chars()
-                    .map(|c| if c.is_ascii() { c } else { '\x7f' })
-                    .collect(),
-            )
+        let kept = s.trim_end_matches(' ').len();
+        if s.is_ascii() && kept == s.len() {
+            return Cow::Borrowed(s);
         }
+        let (head, tail) = s.split_at(kept);
+        Cow::Owned(
+            head.chars()
+                .map(|c| if c.is_ascii() { c } else { '\x7f' })
+                .chain(tail.chars().map(|_| '\x7f'))
+                .collect(),
+        )
     }
 
     async fn rows(
@@ -192,6 +195,8 @@ mod tests {
     fn lookups_replace_what_an_ascii_column_cannot_hold() {
         assert_eq!(MySql::lookup("tsk_01AB"), "tsk_01AB");
         assert_eq!(MySql::lookup("tsk_ü1"), "tsk_\u{7f}1");
+        assert_eq!(MySql::lookup("tsk_1  "), "tsk_1\u{7f}\u{7f}");
+        assert_eq!(MySql::lookup("a b"), "a b");
     }
 
     #[test]

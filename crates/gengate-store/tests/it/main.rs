@@ -636,7 +636,8 @@ async fn lookups_of_ids_no_task_can_have_find_nothing(db: Db) {
         .await
         .unwrap()
         .task;
-    for id in ["tsk_ünïcödé", "tsk_😀", "", "TSK_"] {
+    let padded = format!("{} ", task.id);
+    for id in ["tsk_ünïcödé", "tsk_😀", "", "TSK_", padded.as_str()] {
         assert!(store.get_task(id).await.unwrap().is_none(), "{id:?}");
         assert!(!store.delete_task(id).await.unwrap(), "{id:?}");
         assert!(
