@@ -1,7 +1,10 @@
 //! Persistence: the [`Store`] trait, the one place the rest of gengate reads
-//! and writes durable state, and its backends. Each backend owns its SQL and
-//! its migrations (`migrations/<db>/`); callers see only the trait and
-//! [`StoreError`], whose variants name what the caller can do about them.
+//! and writes durable state, and its backends: SQLite for one node,
+//! PostgreSQL and MySQL/MariaDB for several sharing a database (one
+//! implementation, `sql.rs`, over what differs between the two). Each
+//! backend owns its migrations (`migrations/<db>/`); callers see only the
+//! trait and [`StoreError`], whose variants name what the caller can do
+//! about them.
 
 use std::sync::Arc;
 

@@ -28,9 +28,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/mysql/0001_
 /// How long `gengate migrate` waits for another run to finish (seconds).
 const MIGRATION_LOCK_WAIT: i64 = 60;
 
-/// Columns with a binary collation (`utf8mb4_bin`, `ascii_bin`, which make
-/// comparisons byte-exact) are flagged BINARY by the server, and sqlx will
-/// not read those as `String`: they are read as bytes and checked here.
+/// Columns with a binary collation (`utf8mb4_bin`, `ascii_bin`: the schema
+/// wants case-sensitive text) are flagged BINARY by the server, and sqlx
+/// will not read those as `String`: they are read as bytes and checked here.
 impl TextCol for MySqlRow {
     fn text_at(&self, i: usize) -> sqlx::Result<Option<String>> {
         self.try_get::<Option<Vec<u8>>, _>(i)?

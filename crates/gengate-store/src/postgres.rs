@@ -1,8 +1,8 @@
 //! The PostgreSQL backend: the shared store of [`crate::sql`] on sqlx's
-//! PostgreSQL driver. Each committed task change is also announced with
-//! `NOTIFY gengate_tasks` in its own transaction, so that the other nodes
-//! hear it at once ([`Store::subscribe`](crate::Store::subscribe)) instead
-//! of polling for it.
+//! PostgreSQL driver. Each task change is also announced with `NOTIFY
+//! gengate_tasks` in the transaction that makes it, so that the other nodes
+//! hear of it once it commits ([`Store::subscribe`](crate::Store::subscribe))
+//! instead of polling for it.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
