@@ -45,6 +45,7 @@ impl Engine for MySql {
     const SHARE_LOCK: &'static str = " LOCK IN SHARE MODE";
     const MIGRATIONS: &'static [(i64, &'static str)] = MIGRATIONS;
     const CURRENT_SCHEMA: &'static str = "DATABASE()";
+    const SESSION_SETUP: &'static str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
 
     fn insert_ignore(rest: &str) -> String {
         format!("INSERT IGNORE INTO {rest}")

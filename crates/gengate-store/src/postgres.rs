@@ -95,6 +95,8 @@ impl Engine for Postgres {
     const SHARE_LOCK: &'static str = " FOR SHARE";
     const MIGRATIONS: &'static [(i64, &'static str)] = MIGRATIONS;
     const CURRENT_SCHEMA: &'static str = "current_schema()";
+    const SESSION_SETUP: &'static str =
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED";
 
     fn insert_ignore(rest: &str) -> String {
         format!("INSERT INTO {rest} ON CONFLICT DO NOTHING")

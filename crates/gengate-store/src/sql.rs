@@ -176,6 +176,11 @@ pub(crate) trait Engine: Database<Row: Cols> {
     const MIGRATIONS: &'static [(i64, &'static str)];
     /// The schema (database) that `schema_migrations` lives in.
     const CURRENT_SCHEMA: &'static str;
+    /// Run on each new connection: READ COMMITTED, whatever the server's
+    /// default. Every statement then sees what committed before it, which
+    /// claims and replays rely on, and InnoDB takes no gap locks, which
+    /// otherwise make heartbeats, claims and writes deadlock each other.
+    const SESSION_SETUP: &'static str;
 
     /// An insert that does nothing when the row exists (reporting 0 rows);
     /// `rest` is `table (columns) VALUES (…)`.
@@ -405,6 +410,8 @@ const TASK_DELIVERIES: &str = concat!(
 const SLOTS_IN_USE: &str =
     "SELECT COUNT(*) FROM tasks WHERE provider = ? AND status IN ('submitting', 'running')";
 const LEASED: &str = "status IN ('submitting', 'running', 'storing')";
+/// Leases renewed per statement.
+const RENEW_BATCH: usize = 256;
 
 /// The SQL of a listing, with only the filters given, so that each filter
 /// combination can use its index (`tasks_by_user`, `tasks_gallery`).
@@ -641,6 +648,75 @@ async fn create_in<E: Engine>(
         task,
         replayed: false,
     })))
+}
+
+/// Creates a key (and its user on first use) in the caller's transaction;
+/// returns the key's id and the user's.
+async fn create_key_in<E: Engine>(
+    c: &mut E::Connection,
+    user_name: &str,
+    role: Role,
+    key_hash: &str,
+    prefix: &str,
+    now: i64,
+) -> sqlx::Result<(i64, i64)> {
+    E::exec(
+        c,
+        &E::insert_ignore("users (name, created_at) VALUES (?, ?)"),
+        args![user_name, now],
+    )
+    .await?;
+    let user_id = scalar::<E>(c, "SELECT id FROM users WHERE name = ?", args![user_name]).await?;
+    let id = E::insert_id(
+        c,
+        "INSERT INTO api_keys (user_id, prefix, key_hash, role, created_at) VALUES (?, ?, ?, ?, ?)",
+        args![user_id, prefix, key_hash, role.as_str(), now],
+    )
+    .await?;
+    Ok((id, user_id))
+}
+
+/// Deletes a finished task with its deliveries and idempotency record, in
+/// the caller's transaction.
+async fn delete_in<E: Engine>(c: &mut E::Connection, id: &str) -> sqlx::Result<bool> {
+    let n = E::exec(
+        c,
+        "DELETE FROM tasks WHERE id = ? AND status IN ('succeeded', 'failed', 'canceled')",
+        args![id],
+    )
+    .await?;
+    if n > 0 {
+        for sql in [
+            "DELETE FROM webhook_deliveries WHERE task_id = ?",
+            "DELETE FROM idempotency_keys WHERE task_id = ?",
+        ] {
+            E::exec(c, sql, args![id]).await?;
+        }
+    }
+    Ok(n > 0)
+}
+
+/// Sets the user's webhook secret if it has none, and reads it back, in the
+/// caller's transaction.
+async fn webhook_secret_in<E: Engine>(
+    c: &mut E::Connection,
+    user_id: i64,
+    candidate: &str,
+) -> sqlx::Result<String> {
+    E::exec(
+        c,
+        "UPDATE users SET webhook_secret = ? WHERE id = ? AND webhook_secret IS NULL",
+        args![candidate, user_id],
+    )
+    .await?;
+    E::row(
+        c,
+        "SELECT webhook_secret FROM users WHERE id = ?",
+        args![user_id],
+    )
+    .await?
+    .ok_or(sqlx::Error::RowNotFound)?
+    .text(0)
 }
 
 /// Claims in the caller's transaction (see [`Store::claim_tasks`]). The
@@ -911,6 +987,9 @@ impl<E: Engine> SqlStore<E> {
         let pool = PoolOptions::<E>::new()
             .max_connections(opts.pool_size.max(1))
             .acquire_timeout(opts.pool_timeout)
+            .after_connect(|c, _| {
+                Box::pin(async move { E::exec(c, E::SESSION_SETUP, Vec::new()).await.map(drop) })
+            })
             .connect_with(options)
             .await
             .map_err(db_err)?;
@@ -951,17 +1030,61 @@ impl<E: Engine> SqlStore<E> {
             .map_err(db_err)
     }
 
+    /// Runs one statement (its own transaction), again after a deadlock.
     async fn exec(&self, sql: &str, args: Vec<Arg>) -> Result<u64> {
-        let mut c = self.pool.acquire().await?;
-        E::exec(&mut c, sql, args).await.map_err(db_err)
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut c = self.pool.acquire().await?;
+            match E::exec(&mut c, sql, args.clone()).await {
+                Err(e) if retryable(&e) && attempt < TRIES => pause(attempt).await,
+                outcome => return outcome.map_err(db_err),
+            }
+        }
     }
 }
 
-/// Begins a transaction on a pooled connection.
-macro_rules! begin {
-    ($conn:expr) => {
-        sqlx::Connection::begin(&mut *$conn).await.map_err(db_err)?
-    };
+/// How many times a statement or transaction runs when the database keeps
+/// rolling it back to break a deadlock (InnoDB does under load; both
+/// engines may, and then running it again is safe: nothing of it stayed).
+const TRIES: u32 = 3;
+
+/// A short, uneven pause before try `attempt + 1`, so that the
+/// transactions that deadlocked do not meet again at once.
+async fn pause(attempt: u32) {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() % 5_000);
+    tokio::time::sleep(std::time::Duration::from_micros(u64::from(
+        attempt * 2_000 + jitter,
+    )))
+    .await;
+}
+
+/// Runs `$body`, an expression of the connection `$c` that returns a
+/// future of a `sqlx::Result`, in a transaction: committed when it succeeds,
+/// run again when the database rolled it back for a deadlock.
+macro_rules! in_tx {
+    ($store:expr, |$c:ident| $body:expr) => {{
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut conn = $store.pool.acquire().await?;
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db_err)?;
+            let outcome = {
+                let $c: &mut E::Connection = &mut tx;
+                $body.await
+            };
+            let outcome = match outcome {
+                Ok(v) => tx.commit().await.map(|()| v),
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Err(e) if retryable(&e) && attempt < TRIES => pause(attempt).await,
+                outcome => break outcome.map_err(db_err),
+            }
+        }
+    }};
 }
 
 #[async_trait]
@@ -978,30 +1101,9 @@ impl<E: Engine> Store for SqlStore<E> {
         prefix: &str,
         now: i64,
     ) -> Result<KeyInfo> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = begin!(conn);
-        E::exec(
-            &mut tx,
-            &E::insert_ignore("users (name, created_at) VALUES (?, ?)"),
-            args![user_name, now],
-        )
-        .await
-        .map_err(db_err)?;
-        let user_id = scalar::<E>(
-            &mut tx,
-            "SELECT id FROM users WHERE name = ?",
-            args![user_name],
-        )
-        .await
-        .map_err(db_err)?;
-        let id = E::insert_id(
-            &mut tx,
-            "INSERT INTO api_keys (user_id, prefix, key_hash, role, created_at) VALUES (?, ?, ?, ?, ?)",
-            args![user_id, prefix, key_hash, role.as_str(), now],
-        )
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
+        let (id, user_id) = in_tx!(self, |c| create_key_in::<E>(
+            c, user_name, role, key_hash, prefix, now
+        ))?;
         Ok(KeyInfo {
             id,
             user_id,
@@ -1064,21 +1166,13 @@ impl<E: Engine> Store for SqlStore<E> {
     ) -> Result<Created> {
         // Concurrent requests with one key can still deadlock on its row
         // (when its first writer rolls back, InnoDB's waiters all hold
-        // shared locks and ask to insert): the database rolls one back, and
-        // it runs again from the start after a short, uneven pause.
-        const TRIES: u32 = 3;
+        // shared locks and ask to insert): such a try runs again.
         for attempt in 1..=TRIES {
             if attempt > 1 {
-                let jitter = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.subsec_nanos() % 10_000);
-                tokio::time::sleep(std::time::Duration::from_micros(u64::from(
-                    attempt * 2_000 + jitter,
-                )))
-                .await;
+                pause(attempt - 1).await;
             }
             let mut conn = self.pool.acquire().await?;
-            let mut tx = begin!(conn);
+            let mut tx = sqlx::Connection::begin(&mut *conn).await.map_err(db_err)?;
             let last = attempt == TRIES;
             match create_in::<E>(&mut tx, &new, idempotency.as_ref()).await {
                 Ok(Creation::Done(created)) => match tx.commit().await {
@@ -1116,13 +1210,13 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn update_task(&self, t: &Task, fence: Fence) -> Result<bool> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = begin!(conn);
-        let written = update_in::<E>(&mut tx, t, fence, &self.node_id, self.lease_ms)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(written)
+        in_tx!(self, |c| update_in::<E>(
+            c,
+            t,
+            fence,
+            &self.node_id,
+            self.lease_ms
+        ))
     }
 
     async fn active_tasks(&self) -> Result<Vec<Task>> {
@@ -1154,27 +1248,7 @@ impl<E: Engine> Store for SqlStore<E> {
 
     async fn delete_task(&self, id: &str) -> Result<bool> {
         let id = E::lookup(id);
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = begin!(conn);
-        let n = E::exec(
-            &mut tx,
-            "DELETE FROM tasks WHERE id = ? AND status IN ('succeeded', 'failed', 'canceled')",
-            args![id.clone()],
-        )
-        .await
-        .map_err(db_err)?;
-        if n > 0 {
-            for sql in [
-                "DELETE FROM webhook_deliveries WHERE task_id = ?",
-                "DELETE FROM idempotency_keys WHERE task_id = ?",
-            ] {
-                E::exec(&mut tx, sql, args![id.clone()])
-                    .await
-                    .map_err(db_err)?;
-            }
-        }
-        tx.commit().await.map_err(db_err)?;
-        Ok(n > 0)
+        in_tx!(self, |c| delete_in::<E>(c, &id))
     }
 
     async fn purge_idempotency(&self, before: i64) -> Result<u64> {
@@ -1210,55 +1284,77 @@ impl<E: Engine> Store for SqlStore<E> {
             args![provider],
         )
         .await?;
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = begin!(conn);
-        let claimed = claim_in::<E>(
-            &mut tx,
+        in_tx!(self, |c| claim_in::<E>(
+            c,
             provider,
             limit,
             max,
             now,
             &self.node_id,
-            self.lease_ms,
-        )
-        .await
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(claimed)
+            self.lease_ms
+        ))
     }
 
     async fn renew_leases(&self, now: i64) -> Result<u64> {
-        let mut c = self.pool.acquire().await?;
-        E::exec(&mut c, &E::upsert_node(), args![self.node_id.as_str(), now])
-            .await
-            .map_err(db_err)?;
-        // Both drivers report the rows matched, not only those changed
-        // (sqlx asks MySQL for CLIENT_FOUND_ROWS), so this counts every
-        // lease still held even when its end did not move.
+        self.exec(&E::upsert_node(), args![self.node_id.as_str(), now])
+            .await?;
+        // The leases are found first and renewed by id, in id order: one
+        // UPDATE ranging over the lease index while it moves entries in it
+        // deadlocks with other nodes' doing the same (InnoDB).
         let db_now = E::DB_NOW;
-        E::exec(
-            &mut c,
-            &format!(
-                "UPDATE tasks SET lease_until = {db_now} + ? WHERE {LEASED} AND lease_owner = ? \
-                 AND lease_until > {db_now}"
-            ),
-            args![self.lease_ms, self.node_id.as_str()],
-        )
-        .await
-        .map_err(db_err)
+        let ids: Vec<String> = {
+            let mut c = self.pool.acquire().await?;
+            let sql = format!(
+                "SELECT id FROM tasks WHERE {LEASED} AND lease_owner = ? AND lease_until > {db_now} ORDER BY id"
+            );
+            let rows = E::rows(&mut c, &sql, args![self.node_id.as_str()])
+                .await
+                .map_err(db_err)?;
+            rows.iter()
+                .map(|r| r.text(0))
+                .collect::<sqlx::Result<_>>()
+                .map_err(db_err)?
+        };
+        let mut held = 0;
+        for batch in ids.chunks(RENEW_BATCH) {
+            // Padded to a power of two with the last id, so that a few
+            // statement texts serve every batch size.
+            let size = batch.len().next_power_of_two();
+            let marks = vec!["?"; size].join(", ");
+            let mut args = args![self.lease_ms, self.node_id.as_str()];
+            args.extend(
+                batch
+                    .iter()
+                    .chain(std::iter::repeat(&batch[batch.len() - 1]))
+                    .take(size)
+                    .map(|id| Arg::from(id.as_str())),
+            );
+            // Both drivers report the rows matched, not only those changed
+            // (sqlx asks MySQL for CLIENT_FOUND_ROWS), so this counts every
+            // lease still held even when its end did not move.
+            held += self
+                .exec(
+                    &format!(
+                        "UPDATE tasks SET lease_until = {db_now} + ? WHERE lease_owner = ? \
+                         AND lease_until > {db_now} AND id IN ({marks})"
+                    ),
+                    args,
+                )
+                .await?;
+        }
+        Ok(held)
     }
 
     async fn take_over(&self, max: u32) -> Result<Vec<Task>> {
         if max == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = begin!(conn);
-        let taken = take_over_in::<E>(&mut tx, max, &self.node_id, self.lease_ms)
-            .await
-            .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(taken)
+        in_tx!(self, |c| take_over_in::<E>(
+            c,
+            max,
+            &self.node_id,
+            self.lease_ms
+        ))
     }
 
     async fn overdue_tasks(&self, now: i64, limit: u32) -> Result<Vec<Task>> {
@@ -1334,27 +1430,7 @@ impl<E: Engine> Store for SqlStore<E> {
     }
 
     async fn webhook_secret(&self, user_id: i64, candidate: &str) -> Result<String> {
-        let mut conn = self.pool.acquire().await?;
-        let mut tx = begin!(conn);
-        E::exec(
-            &mut tx,
-            "UPDATE users SET webhook_secret = ? WHERE id = ? AND webhook_secret IS NULL",
-            args![candidate, user_id],
-        )
-        .await
-        .map_err(db_err)?;
-        let secret = E::row(
-            &mut tx,
-            "SELECT webhook_secret FROM users WHERE id = ?",
-            args![user_id],
-        )
-        .await
-        .map_err(db_err)?
-        .ok_or(sqlx::Error::RowNotFound)
-        .and_then(|r| r.text(0))
-        .map_err(db_err)?;
-        tx.commit().await.map_err(db_err)?;
-        Ok(secret)
+        in_tx!(self, |c| webhook_secret_in::<E>(c, user_id, candidate))
     }
 
     async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<Delivery>> {

@@ -66,6 +66,7 @@ suite! {
         subscribers_hear_changes_made_through_other_nodes,
         facts_report_the_server_and_the_nodes_that_renewed,
         pool_stats_count_acquisitions,
+        busy_nodes_claim_renew_and_take_over_without_errors,
     ],
 }
 

@@ -545,3 +545,62 @@ pub(crate) async fn pool_stats_count_acquisitions(db: Db) {
     );
     assert_eq!(after.timeouts, 0);
 }
+
+/// Six workers on three nodes claim and finish 300 tasks while each node
+/// heartbeats and looks for leases to take over, as live nodes do: nothing
+/// fails (no deadlock comes back to the caller), and every task is worked
+/// on once.
+pub(crate) async fn busy_nodes_claim_renew_and_take_over_without_errors(db: Db) {
+    const TASKS: usize = 300;
+    let nodes = nodes(&db, 3, LONG).await;
+    let u = user(&*nodes[0], "u").await;
+    queue(&*nodes[0], u, TASKS as u128, 1000).await;
+    let now = 10_000;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut heartbeats = Vec::new();
+    for n in &nodes {
+        let (n, stop) = (n.clone(), stop.clone());
+        heartbeats.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                n.renew_leases(now).await.unwrap();
+                assert!(n.take_over(5).await.unwrap().is_empty(), "no lease expired");
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }));
+    }
+    let mut workers = Vec::new();
+    for store in nodes.iter().cycle().take(6) {
+        let store = store.clone();
+        workers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claimed = store.claim_tasks("sim", 8, 3, now).await.unwrap();
+                if claimed.is_empty() {
+                    let counts = store.status_counts().await.unwrap();
+                    if !counts.iter().any(|c| c.status == Status::Queued) {
+                        break;
+                    }
+                    continue;
+                }
+                for t in claimed {
+                    mine.push(t.id.clone());
+                    let running = next(&t, accept(), now);
+                    assert!(store.update_task(&running, Fence::Lease).await.unwrap());
+                    let storing = next(&running, Event::Succeed { outputs: vec![] }, now);
+                    assert!(store.update_task(&storing, Fence::Lease).await.unwrap());
+                }
+            }
+            mine
+        }));
+    }
+    let mut worked = Vec::new();
+    for w in workers {
+        worked.extend(w.await.unwrap());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in heartbeats {
+        h.await.unwrap();
+    }
+    assert_eq!(worked.len(), TASKS);
+    assert_eq!(worked.iter().collect::<HashSet<_>>().len(), TASKS);
+}
