@@ -6,7 +6,9 @@
 //! `FOR SHARE`), `VALUES()` in upserts (MariaDB has no row alias), and
 //! `SKIP LOCKED` (MySQL 8, MariaDB 10.6+). MySQL commits DDL as it goes, so
 //! a migration cannot run in a transaction: its statements run one by one,
-//! and each script can be run again after a failure.
+//! and each script can be run again after a failure. Sessions run READ
+//! COMMITTED (see [`Engine::SESSION_SETUP`]), which InnoDB refuses to log as
+//! STATEMENT: the binary log must be ROW or MIXED (the servers' defaults).
 
 use std::borrow::Cow;
 
