@@ -1,7 +1,10 @@
 //! Persistence: the [`Store`] trait, the one place the rest of gengate reads
-//! and writes durable state, and its backends. Each backend owns its SQL and
-//! its migrations (`migrations/<db>/`); callers see only the trait and
-//! [`StoreError`], whose variants name what the caller can do about them.
+//! and writes durable state, and its backends: SQLite for one node,
+//! PostgreSQL and MySQL/MariaDB for several sharing a database (one
+//! implementation, `sql.rs`, over what differs between the two). Each
+//! backend owns its migrations (`migrations/<db>/`); callers see only the
+//! trait and [`StoreError`], whose variants name what the caller can do
+//! about them.
 
 use std::sync::Arc;
 
@@ -9,7 +12,30 @@ use async_trait::async_trait;
 use gengate_core::task::NewTask;
 use gengate_core::{Role, Status, Task, TaskId, UserId};
 
+mod mysql;
+mod postgres;
+mod sql;
 pub mod sqlite;
+
+/// The columns of a task row, in the order the row decoders read them. A
+/// macro so that statements can be built with `concat!` at compile time.
+macro_rules! task_columns {
+    () => {
+        "id, user_id, model, provider, status, input, outputs, error, public, priority, attempts, \
+         max_attempts, provider_task_id, progress, not_before, deadline_at, created_at, started_at, \
+         finished_at, updated_at, version, webhook_url"
+    };
+}
+pub(crate) use task_columns;
+
+/// The columns of a webhook delivery row, in the order the decoders read them.
+macro_rules! delivery_columns {
+    () => {
+        "id, task_id, user_id, url, event, status, attempts, next_attempt_at, last_status, \
+         last_error, created_at, delivered_at"
+    };
+}
+pub(crate) use delivery_columns;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -402,44 +428,61 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
 
 /// Opens the store a URL names: `sqlite://PATH` (relative paths are relative
 /// to the working directory, migrated on open), `postgres://…` or
-/// `mysql://…` (MySQL 8 or MariaDB 10.11; migrated by `gengate migrate`).
+/// `mysql://…` (MySQL 8 or MariaDB 10.11, also as `mariadb://…`; migrated by
+/// `gengate migrate`).
 ///
 /// # Errors
 /// [`StoreError::Config`] for an unknown scheme or an unmigrated shared
 /// store, [`StoreError::Unavailable`] when the database cannot be reached.
-pub async fn open_with(url: &str, _opts: &OpenOptions) -> Result<Arc<dyn Store>> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        let store =
-            sqlite::SqliteStore::open(std::path::Path::new(path), sqlite::Options::default())
-                .await?;
-        return Ok(Arc::new(store));
+pub async fn open_with(url: &str, opts: &OpenOptions) -> Result<Arc<dyn Store>> {
+    match backend(url)? {
+        Backend::Sqlite(path) => {
+            let store =
+                sqlite::SqliteStore::open(std::path::Path::new(path), sqlite::Options::default())
+                    .await?;
+            Ok(Arc::new(store))
+        }
+        Backend::Postgres(url) => Ok(Arc::new(postgres::PostgresStore::open(url, opts).await?)),
+        Backend::MySql(url) => Ok(Arc::new(mysql::MySqlStore::open(&url, opts).await?)),
     }
-    let scheme = url.split("://").next().unwrap_or(url);
+}
+
+/// Applies the migrations this build knows to the store a URL names, and
+/// returns the schema version before and after. Safe to run again, and from
+/// several processes at once (they take turns). SQLite migrates on every
+/// open, so for it this only opens the file.
+///
+/// # Errors
+/// [`StoreError::Config`] for an unknown scheme or a schema newer than this
+/// build, [`StoreError::Unavailable`] when the database cannot be reached or
+/// a migration fails.
+pub async fn migrate(url: &str, opts: &OpenOptions) -> Result<(i64, i64)> {
+    match backend(url)? {
+        Backend::Sqlite(path) => sqlite::migrate_file(std::path::Path::new(path)).await,
+        Backend::Postgres(url) => sql::migrate::<sqlx::Postgres>(url, opts).await,
+        Backend::MySql(url) => sql::migrate::<sqlx::MySql>(&url, opts).await,
+    }
+}
+
+enum Backend<'a> {
+    Sqlite(&'a str),
+    Postgres(&'a str),
+    /// With the `mysql://` scheme the driver expects, also for MariaDB.
+    MySql(String),
+}
+
+fn backend(url: &str) -> Result<Backend<'_>> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Backend::Sqlite(path));
+    }
+    let (scheme, rest) = url.split_once("://").unwrap_or((url, ""));
     match scheme {
-        "mysql" | "mariadb" | "postgres" | "postgresql" => Err(StoreError::Config(format!(
-            "the {scheme} backend is not available in this build; use sqlite://PATH"
-        ))),
+        "postgres" | "postgresql" => Ok(Backend::Postgres(url)),
+        "mysql" | "mariadb" => Ok(Backend::MySql(format!("mysql://{rest}"))),
         _ => Err(StoreError::Config(format!(
             "unknown store URL scheme in {url:?}; expected sqlite://PATH, postgres://… or mysql://…"
         ))),
     }
-}
-
-/// Applies pending migrations; returns the schema version before and after.
-///
-/// # Errors
-/// As [`open_with`].
-pub async fn migrate(url: &str, opts: &OpenOptions) -> Result<(i64, i64)> {
-    let store = open_with(
-        url,
-        &OpenOptions {
-            migrate: true,
-            ..opts.clone()
-        },
-    )
-    .await?;
-    let v = store.facts().await?.schema_version;
-    Ok((v, v))
 }
 
 /// Picks up to `n` of `candidates` (sorted by priority, highest first, then

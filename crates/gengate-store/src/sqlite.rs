@@ -116,6 +116,39 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
+/// The schema version of the database at `path` (0 when it has none yet),
+/// migrated by opening it: `gengate migrate` for a SQLite store.
+pub(crate) async fn migrate_file(path: &Path) -> Result<(i64, i64)> {
+    let version = |path: &Path| -> Result<i64> {
+        if !path.exists() {
+            return Ok(0);
+        }
+        let conn = Connection::open(path).map_err(unavailable)?;
+        let has_table: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(unavailable)?;
+        if !has_table {
+            return Ok(0);
+        }
+        conn.query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(unavailable)
+    };
+    let owned = path.to_owned();
+    let from = tokio::task::spawn_blocking(move || version(&owned))
+        .await
+        .map_err(unavailable)??;
+    drop(SqliteStore::open(path, Options::default()).await?);
+    Ok((from, MIGRATIONS.len() as i64))
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     ///
@@ -319,9 +352,7 @@ pub fn list_sql(q: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
     )
 }
 
-const TASK_COLUMNS: &str = "id, user_id, model, provider, status, input, outputs, error, public, priority, attempts, \
-     max_attempts, provider_task_id, progress, not_before, deadline_at, created_at, started_at, finished_at, \
-     updated_at, version, webhook_url";
+const TASK_COLUMNS: &str = crate::task_columns!();
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -399,8 +430,7 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyInfo> {
     })
 }
 
-const DELIVERY_COLUMNS: &str = "id, task_id, user_id, url, event, status, attempts, next_attempt_at, last_status, \
-     last_error, created_at, delivered_at";
+const DELIVERY_COLUMNS: &str = crate::delivery_columns!();
 
 fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
@@ -622,7 +652,7 @@ impl Store for SqliteStore {
                 .prepare_cached(
                     "UPDATE tasks SET status = ?2, outputs = ?3, error = ?4, attempts = ?5, provider_task_id = ?6, \
                      progress = ?7, not_before = ?8, started_at = ?9, finished_at = ?10, updated_at = ?11, \
-                     version = ?12, public = ?13 WHERE id = ?1 AND version = ?12 - 1",
+                     version = ?12, public = ?13, provider = ?14 WHERE id = ?1 AND version = ?12 - 1",
                 )
                 .and_then(|mut st| {
                     st.execute(params![
@@ -639,6 +669,7 @@ impl Store for SqliteStore {
                         t.updated_at,
                         t.version,
                         t.public,
+                        t.provider,
                     ])
                 })
                 .map_err(db_err)?;
@@ -716,6 +747,47 @@ impl Store for SqliteStore {
                 .prepare_cached(&format!("SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE task_id = ?1 ORDER BY id"))
                 .map_err(db_err)?;
             let rows = st.query_map([task_id], delivery_from_row).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn overdue_tasks(&self, now: i64, limit: u32) -> Result<Vec<Task>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(&format!(
+                    "SELECT {TASK_COLUMNS} FROM tasks WHERE status IN ('queued', 'submitting', 'running', 'storing') \
+                     AND deadline_at <= ?1 ORDER BY deadline_at LIMIT ?2"
+                ))
+                .map_err(db_err)?;
+            let rows = st.query_map(params![now, limit], task_from_row).map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    async fn changes_since(&self, since: i64, limit: u32) -> Result<Vec<(crate::Change, i64)>> {
+        self.read(move |c| {
+            let mut st = c
+                .prepare_cached(
+                    "SELECT id, version, user_id, status, updated_at FROM tasks WHERE updated_at >= ?1 ORDER BY updated_at LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            let rows = st
+                .query_map(params![since, limit], |r| {
+                    let status: String = r.get(3)?;
+                    Ok((
+                        crate::Change {
+                            task_id: r.get(0)?,
+                            version: r.get(1)?,
+                            user_id: r.get(2)?,
+                            status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
+                            owner: None,
+                        },
+                        r.get(4)?,
+                    ))
+                })
+                .map_err(db_err)?;
             rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
         })
         .await
