@@ -110,7 +110,8 @@ pub struct Metrics {
     provider_latency: Family<Histogram>,
     provider_errors: Family<AtomicU64>,
     callbacks: Family<AtomicU64>,
-    /// Tasks this node let go of after stalling past its lease period.
+    /// Tasks this node stopped working on because it no longer held their
+    /// lease (it stalled past it, or another node took the task over).
     leases_lost: AtomicU64,
     /// Tasks this node took over from nodes whose lease expired.
     takeovers: AtomicU64,
@@ -268,7 +269,7 @@ impl Metrics {
         for (name, help, value) in [
             (
                 "gengate_leases_lost_total",
-                "Tasks let go after this node stalled past its lease period.",
+                "Tasks this node stopped working on because it lost their lease.",
                 &self.leases_lost,
             ),
             (

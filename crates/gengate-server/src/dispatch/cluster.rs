@@ -141,12 +141,23 @@ impl Dispatcher {
                 self.let_go_all().await;
             }
             let held = self.held_ids();
+            let started = Instant::now();
             match self.inner.store.renew_leases(now_ms(), &held).await {
                 Ok(_) => last_renewed = Instant::now(),
                 Err(e) => warn!(error = %e, "renewing this node's leases failed: {e}"),
             }
+            let renewed = started.elapsed();
             self.take_over_expired().await;
             self.expire_overdue().await;
+            if started.elapsed() > beat / 2 {
+                warn!(
+                    renew_ms = renewed.as_millis() as u64,
+                    total_ms = started.elapsed().as_millis() as u64,
+                    "a heartbeat took {:?} (renewing {} leases took {renewed:?}); the store is slow",
+                    started.elapsed(),
+                    held.len()
+                );
+            }
             tokio::select! {
                 () = self.inner.shutdown.cancelled() => return,
                 () = tokio::time::sleep(beat) => {}
@@ -294,6 +305,10 @@ impl Dispatcher {
             if held && !ours {
                 st.held.remove(&change.task_id);
                 st.following.remove(&change.task_id);
+                if crate::dispatch::holds_lease(change.status) {
+                    // Taken over: this node had lost it.
+                    self.inner.metrics.leases_lost(1);
+                }
                 debug!(task.id = %change.task_id, "task {} changed elsewhere ({}); this node lets go of it", change.task_id, change.status.as_str());
             }
             drop(st);

@@ -22,7 +22,7 @@ use std::time::Duration;
 use gengate_core::policy::{self, FairQueue, QueueEntry};
 use gengate_core::{Effect, Event, ModelSpec, Status, Task, TaskError, TaskId, UserId, apply};
 use gengate_providers::{FollowRef, JobState, Provider, ProviderError, SubmitRequest};
-use gengate_store::{Fence, Store, StoreError};
+use gengate_store::{Fence, Store, StoreError, holds_lease};
 use rand::Rng;
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
