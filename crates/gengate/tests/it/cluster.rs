@@ -168,12 +168,25 @@ concurrency = 8
 poll_initial = "100ms"
 poll_max = "500ms"
 
+# The demo model, with run times like the mock's (first polls follow them).
+[models.sim-image]
+provider = "sim"
+kind = "image"
+expected = "{expected}"
+[models.sim-image.input.prompt]
+type = "string"
+required = true
+[models.sim-image.input.size]
+type = "enum"
+values = ["512x512"]
+
 [media]
 allow_private = true
 "#,
                 db.url,
                 LEASE.as_millis(),
-                mock.url
+                mock.url,
+                expected = mock_latency,
             ),
         )
         .unwrap();
