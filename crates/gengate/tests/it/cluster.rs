@@ -427,7 +427,8 @@ async fn two_thousand_tasks_survive_a_node_killed_every_few_seconds(engine: Engi
         "one task per idempotency key"
     );
     assert_eq!(created.lock().unwrap().len(), 2000);
-    let ledger = cluster.lock().unwrap().ledger().await;
+    let mock = cluster.lock().unwrap().mock.url.clone();
+    let ledger = get_json(&client, &format!("{mock}/_mock/stats"), None).await;
     eprintln!("{engine:?}: {kills} kills, worst takeover {worst_takeover:?}, ledger {ledger}");
     assert_eq!(
         ledger["submissions"], 2000,
@@ -484,7 +485,11 @@ async fn a_paused_node_writes_nothing_for_the_tasks_it_lost(engine: Engine) {
             .unwrap();
     }
     // Wait until a node holds running tasks: that one is paused.
-    let pids: Vec<u32> = c.nodes.iter().map(|n| n.as_ref().unwrap().child.id()).collect();
+    let pids: Vec<u32> = c
+        .nodes
+        .iter()
+        .map(|n| n.as_ref().unwrap().child.id())
+        .collect();
     let deadline = Instant::now() + Duration::from_secs(20);
     let (paused, pid, owner, held) = loop {
         let found = pids.iter().enumerate().find_map(|(i, pid)| {
@@ -672,7 +677,12 @@ async fn events_reach_a_client_on_another_node(engine: Engine, extra: &str) {
     let seen: Vec<usize> = events
         .iter()
         .filter(|v| v["id"] == id.as_str())
-        .map(|v| order.iter().position(|s| v["status"] == *s).expect("a known status"))
+        .map(|v| {
+            order
+                .iter()
+                .position(|s| v["status"] == *s)
+                .expect("a known status")
+        })
         .collect();
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{events:?}");
     // A long poll on node 1 for a task created on node 0 wakes on its end.
