@@ -8,7 +8,9 @@
 #   bench/cluster.sh [DURATION] [CONNECTIONS] [ROUNDS]     e.g. bench/cluster.sh 10s 64 2
 #
 # Needs: a release build (cargo build --release), the mysql client, and a
-# server at $TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/test).
+# server at $TEST_MYSQL_URL (default mysql://root@127.0.0.1:3306/test). With
+# REDIS_URL set (e.g. redis://127.0.0.1:6379) the nodes exchange events through
+# Redis instead of polling the database for changes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
@@ -37,6 +39,8 @@ url = "$URL"
 pool_size = 16
 [log]
 level = "warn"
+[cluster]
+${REDIS_URL:+redis_url = \"$REDIS_URL\"}
 [providers.sim]
 kind = "sim"
 concurrency = 64
@@ -54,15 +58,30 @@ start_nodes() {
   done
 }
 
-# bench SCENARIO: req/s against the running nodes.
+# cpu PID...: CPU seconds (user + system) the processes used so far.
+cpu() {
+  local ticks=0
+  for p in "$@"; do
+    [ -r "/proc/$p/stat" ] && ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  echo "$ticks"
+}
+DBPID=$(pgrep -x mariadbd || pgrep -x mysqld || true)
+HZ=$(getconf CLK_TCK)
+
+# bench SCENARIO: req/s against the running nodes; the CPU the database and
+# the nodes used meanwhile goes to $WORK/cpu.
 bench() {
+  local db0 nodes0
+  db0=$(cpu $DBPID); nodes0=$(cpu "${PIDS[@]}")
   local also=()
   for u in "${URLS[@]:1}"; do also+=(--also "$u"); done
   "$BIN" bench --target "${URLS[0]}" "${also[@]}" -s "$1" -c "$CONNS" -d "$DURATION" \
     --admin-key "$ADMIN" --users 100 --json 2>/dev/null | python3 -c 'import json,sys; print(round(json.load(sys.stdin)["rps"]))'
+  echo "db $(( ($(cpu $DBPID) - db0) / HZ ))s nodes $(( ($(cpu "${PIDS[@]}") - nodes0) / HZ ))s" > "$WORK/cpu"
 }
 
-echo "gengate: 1 vs 3 nodes on $(mysql -h "$HOST" -P "$PORT" -u root -N -e 'SELECT VERSION()'), $CONNS connections, $DURATION per figure, $(nproc) cores"
+echo "gengate: 1 vs 3 nodes on $(mysql -h "$HOST" -P "$PORT" -u root -N -e 'SELECT VERSION()'), events by $([ -n "${REDIS_URL:-}" ] && echo redis || echo "polling the database"), $CONNS connections, $DURATION per figure, $(nproc) cores"
 printf '%-6s %-9s %12s %12s\n' round scenario "1 node" "3 nodes"
 RATIOS_CREATE=(); RATIOS_GET=()
 for r in $(seq "$ROUNDS"); do
@@ -70,12 +89,14 @@ for r in $(seq "$ROUNDS"); do
   for n in 1 3; do
     start_nodes "$n"
     RESULT[create$n]=$(bench create)
+    RESULT[cpucreate$n]=$(cat "$WORK/cpu")
     RESULT[get$n]=$(bench get-task)
+    RESULT[cpuget$n]=$(cat "$WORK/cpu")
     stop_nodes
   done
   for s in create get; do
-    printf '%-6s %-9s %12s %12s   x%.2f\n' "$r" "$s" "${RESULT[${s}1]} req/s" "${RESULT[${s}3]} req/s" \
-      "$(python3 -c "print(${RESULT[${s}3]}/max(1,${RESULT[${s}1]}))")"
+    printf '%-6s %-9s %12s %12s   x%.2f   CPU 1 node: %s; 3 nodes: %s\n' "$r" "$s" "${RESULT[${s}1]} req/s" "${RESULT[${s}3]} req/s" \
+      "$(python3 -c "print(${RESULT[${s}3]}/max(1,${RESULT[${s}1]}))")" "${RESULT[cpu${s}1]}" "${RESULT[cpu${s}3]}"
   done
   RATIOS_CREATE+=("$(python3 -c "print(${RESULT[create3]}/max(1,${RESULT[create1]}))")")
   RATIOS_GET+=("$(python3 -c "print(${RESULT[get3]}/max(1,${RESULT[get1]}))")")

@@ -15,6 +15,7 @@ use gengate_core::time::rfc3339;
 use gengate_providers::mock::{self, Faults, MockConfig};
 use gengate_providers::sim::Behavior;
 use gengate_server::config::{Config, LogFormat, ProcessEnv};
+use gengate_server::doctor::redact as redact_url;
 use gengate_server::{app, keys, now_ms};
 use gengate_store::Store;
 use tokio::net::TcpListener;
@@ -264,14 +265,6 @@ async fn open_store(cfg: &Config) -> anyhow::Result<Arc<dyn Store>> {
         .with_context(|| format!("opening store {}", redact_url(&url)))
 }
 
-/// A URL with its password, if any, hidden.
-fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => format!("{}***{}", &url[..s + 3], &url[at..]),
-        _ => url.to_owned(),
-    }
-}
-
 async fn migrate(cfg: &Config) -> anyhow::Result<()> {
     let url = cfg.store_url();
     if url.starts_with("sqlite://") {
@@ -426,7 +419,7 @@ async fn serve(cfg: Config, handoff: Option<std::path::PathBuf>) -> anyhow::Resu
             shutdown.cancel();
         }
     });
-    tracing::info!(address = %addr, "gengate listening on http://{addr} (store {})", cfg.store_url());
+    tracing::info!(address = %addr, "gengate listening on http://{addr} (store {})", redact_url(&cfg.store_url()));
     println!("gengate listening on http://{addr}");
     handoff::notify_ready();
     app::serve(listener, server, shutdown).await?;

@@ -22,6 +22,15 @@ fn accept() -> Event {
     }
 }
 
+/// Moves a claimed task on as its node would: accepted, then done at the
+/// provider (which gives its slot back).
+async fn run_to_storing(store: &dyn Store, claimed: &Task, now: i64) {
+    let running = next(claimed, accept(), now);
+    assert!(store.update_task(&running, Fence::Lease).await.unwrap());
+    let storing = next(&running, Event::Succeed { outputs: vec![] }, now);
+    assert!(store.update_task(&storing, Fence::Lease).await.unwrap());
+}
+
 async fn nodes(db: &Db, n: usize, lease: Duration) -> Vec<Arc<dyn Store>> {
     let mut out = Vec::new();
     for i in 1..=n {
@@ -96,10 +105,7 @@ pub(crate) async fn claims_never_exceed_the_limit_across_nodes(db: Db) {
                     mine.push(t.id.clone());
                     // Work on it a little, then give the slot back.
                     tokio::time::sleep(Duration::from_millis(1 + i as u64 * 2)).await;
-                    let running = next(&t, accept(), now);
-                    assert!(store.update_task(&running, Fence::Lease).await.unwrap());
-                    let storing = next(&running, Event::Succeed { outputs: vec![] }, now);
-                    assert!(store.update_task(&storing, Fence::Lease).await.unwrap());
+                    run_to_storing(&*store, &t, now).await;
                 }
             }
             mine
@@ -633,10 +639,7 @@ pub(crate) async fn busy_nodes_claim_renew_and_take_over_without_errors(db: Db) 
                 for t in claimed {
                     mine.push(t.id.clone());
                     held.lock().unwrap().push(t.id.clone());
-                    let running = next(&t, accept(), now);
-                    assert!(store.update_task(&running, Fence::Lease).await.unwrap());
-                    let storing = next(&running, Event::Succeed { outputs: vec![] }, now);
-                    assert!(store.update_task(&storing, Fence::Lease).await.unwrap());
+                    run_to_storing(&*store, &t, now).await;
                 }
             }
             mine
