@@ -74,8 +74,9 @@ impl Default for Options {
     }
 }
 
-/// Connections a node opens beyond its pool: none today; a margin for
-/// `gengate migrate`, `keys` and an operator's console.
+/// Connections beyond the nodes' pools: PostgreSQL's LISTEN connection per
+/// node is counted with the nodes; this is the margin for `gengate migrate`,
+/// `keys`, a restart's overlap and an operator's console.
 const ADMIN_CONNECTIONS: u64 = 5;
 
 /// Runs every check.
@@ -178,17 +179,27 @@ fn check_store(cfg: &Config, opts: &Options, f: &DbFacts, out: &mut Vec<Finding>
     }
     let nodes = u64::from(opts.nodes).max(f.nodes.len() as u64).max(1);
     let pool = u64::from(cfg.store.pool_size);
-    let need = pool * nodes + ADMIN_CONNECTIONS;
+    // (+1 per node: the PostgreSQL event listener's own connection.)
+    let listener = u64::from(f.engine.starts_with("PostgreSQL"));
+    let per_node = pool + listener;
+    let need = per_node * nodes + ADMIN_CONNECTIONS;
+    let how = if listener > 0 {
+        format!("store.pool_size {pool} + 1 listener")
+    } else {
+        format!("store.pool_size {pool}")
+    };
     out.push(match f.max_connections {
         Some(max) if need > max => Finding::new(
             "connections",
             Level::Fail,
             format!(
-                "store.pool_size {pool} × {nodes} nodes + {ADMIN_CONNECTIONS} for tools = {need} > the database's max_connections {max}"
+                "{how} = {per_node} per node × {nodes} nodes + {ADMIN_CONNECTIONS} for tools = {need} > the database's max_connections {max}"
             ),
             format!(
                 "lower store.pool_size to at most {} or raise max_connections to at least {need} (and the database's memory with it)",
-                (max.saturating_sub(ADMIN_CONNECTIONS) / nodes).max(1)
+                (max.saturating_sub(ADMIN_CONNECTIONS) / nodes)
+                    .saturating_sub(listener)
+                    .max(1)
             ),
         ),
         Some(max) if need * 10 > max * 8 => Finding::new(
@@ -199,7 +210,7 @@ fn check_store(cfg: &Config, opts: &Options, f: &DbFacts, out: &mut Vec<Finding>
         ),
         Some(max) => Finding::pass(
             "connections",
-            format!("store.pool_size {pool} × {nodes} nodes + {ADMIN_CONNECTIONS} = {need} ≤ max_connections {max}"),
+            format!("{how} = {per_node} per node × {nodes} nodes + {ADMIN_CONNECTIONS} = {need} ≤ max_connections {max}"),
         ),
         None => Finding::new(
             "connections",
@@ -208,13 +219,26 @@ fn check_store(cfg: &Config, opts: &Options, f: &DbFacts, out: &mut Vec<Finding>
             "check it by hand against store.pool_size × nodes",
         ),
     });
+    if cfg.media.backend == MediaBackend::Local {
+        out.push(Finding::new(
+            "media shared",
+            Level::Warn,
+            format!(
+                "results are stored in {} (media.backend = \"local\")",
+                cfg.media_dir().display()
+            ),
+            "unless every node mounts that same directory, use media.backend = \"s3\": other nodes cannot serve a result stored on one node's disk",
+        ));
+    }
     let ram = mem_total();
     let colocated = ["127.0.0.1", "localhost", "[::1]", "/var/run", "%2F"]
         .iter()
         .any(|h| cfg.store_url().contains(h));
     for (name, bytes) in &f.memory {
         let main_cache = name == "shared_buffers" || name == "innodb_buffer_pool_size";
-        if !main_cache {
+        // Another host's memory is not this one's: only a database on this
+        // machine is sized against its RAM.
+        if !main_cache || !colocated {
             continue;
         }
         let Some(ram) = ram else { break };
@@ -585,14 +609,14 @@ mod tests {
         check_store(&shared_config(16), &opts(6), &facts(), &mut out);
         let f = find(&out, "connections");
         assert_eq!(f.level, Level::Fail);
-        assert!(f.detail.contains("16 × 6 nodes"), "{f:?}");
-        assert!(f.fix.contains("at most 15"), "{f:?}");
+        assert!(f.detail.contains("17 per node × 6 nodes"), "{f:?}");
+        assert!(f.fix.contains("at most 14"), "{f:?}");
         let mut out = Vec::new();
-        check_store(&shared_config(15), &opts(6), &facts(), &mut out);
+        check_store(&shared_config(12), &opts(6), &facts(), &mut out);
         assert_eq!(
             find(&out, "connections").level,
             Level::Warn,
-            "95 of 100: {out:?}"
+            "83 of 100: {out:?}"
         );
     }
 

@@ -47,7 +47,15 @@ impl Engine for MySql {
     const SHARE_LOCK: &'static str = " LOCK IN SHARE MODE";
     const MIGRATIONS: &'static [(i64, &'static str)] = MIGRATIONS;
     const CURRENT_SCHEMA: &'static str = "DATABASE()";
-    const SESSION_SETUP: &'static str = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED";
+    const SESSION_SETUP: &'static [&'static str] = &[
+        "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        // UNIX_TIMESTAMP(NOW(3)) reads NOW in the session's zone: in UTC it
+        // never repeats or skips an hour (a DST change would otherwise make
+        // every lease look expired, or never expire, for an hour).
+        "SET time_zone = '+00:00'",
+        // A lock held by a stalled node is waited for 10 s, then retried.
+        "SET SESSION innodb_lock_wait_timeout = 10",
+    ];
 
     fn insert_ignore(rest: &str) -> String {
         format!("INSERT IGNORE INTO {rest}")

@@ -91,8 +91,14 @@ impl Engine for Postgres {
     const SHARE_LOCK: &'static str = " FOR SHARE";
     const MIGRATIONS: &'static [(i64, &'static str)] = MIGRATIONS;
     const CURRENT_SCHEMA: &'static str = "current_schema()";
-    const SESSION_SETUP: &'static str =
-        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED";
+    const SESSION_SETUP: &'static [&'static str] = &[
+        "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+        // A node stalled inside a transaction (paused, cut off) must not hold
+        // a provider's claim lock, or a task's row, for longer than a lease:
+        // its session is ended, and others' lock waits give up and retry.
+        "SET lock_timeout = '10s'",
+        "SET idle_in_transaction_session_timeout = '15s'",
+    ];
 
     fn insert_ignore(rest: &str) -> String {
         format!("INSERT INTO {rest} ON CONFLICT DO NOTHING")
@@ -236,7 +242,9 @@ async fn listen(options: &PgConnectOptions) -> sqlx::Result<PgListener> {
 
 /// Passes notifications on until the subscriber goes away. A lost
 /// connection is made again, with backoff; what was announced while it was
-/// down is not heard, which is why nodes also reconcile from the tasks.
+/// down is not heard (a node's leases do not depend on it: a task taken over
+/// refuses the former holder's writes, and a node renews only what it works
+/// on; cached reads may lag until the task changes again).
 async fn forward(
     mut listener: PgListener,
     options: Arc<PgConnectOptions>,

@@ -180,7 +180,7 @@ pub(crate) trait Engine: Database<Row: Cols> {
     /// default. Every statement then sees what committed before it, which
     /// claims and replays rely on, and InnoDB takes no gap locks, which
     /// otherwise make heartbeats, claims and writes deadlock each other.
-    const SESSION_SETUP: &'static str;
+    const SESSION_SETUP: &'static [&'static str];
 
     /// An insert that does nothing when the row exists (reporting 0 rows);
     /// `rest` is `table (columns) VALUES (…)`.
@@ -260,8 +260,15 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
 
 /// A deadlock or serialization failure: the transaction was rolled back
 /// and running it again may well succeed.
+/// A deadlock victim, a serialization failure or a lock wait that timed
+/// out (PostgreSQL 55P03, MySQL 1205 as SQLSTATE HY000 with that number):
+/// the same transaction may well go through when run again.
 fn retryable(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if matches!(d.code().as_deref(), Some("40001" | "40P01")))
+    let sqlx::Error::Database(d) = e else {
+        return false;
+    };
+    matches!(d.code().as_deref(), Some("40001" | "40P01" | "55P03"))
+        || d.message().contains("Lock wait timeout exceeded")
 }
 
 fn json(v: &impl serde::Serialize) -> String {
@@ -792,11 +799,15 @@ async fn take_over_in<E: Engine>(
     );
     let mut taken = tasks::<E>(c, &sql, args![max]).await?;
     let bump = format!(
-        "UPDATE tasks SET lease_owner = ?, lease_until = {now} + ?, version = version + 1 WHERE id = ?"
+        "UPDATE tasks SET lease_owner = ?, lease_until = {now} + ?, version = version + 1, updated_at = {now} WHERE id = ?"
     );
     for t in &mut taken {
         E::exec(c, &bump, args![me, lease_ms, t.id.as_str()]).await?;
-        t.version += 1;
+        // As stored (its `updated_at` is the database's clock now, so the
+        // change poll of a MySQL cluster sees takeovers too).
+        *t = task_by_id::<E>(c, &t.id)
+            .await?
+            .ok_or(sqlx::Error::RowNotFound)?;
         E::notify(c, &change_of(t, Some(me.to_owned()))).await?;
     }
     Ok(taken)
@@ -1065,7 +1076,12 @@ impl<E: Engine> SqlStore<E> {
             .max_connections(opts.pool_size.max(1))
             .acquire_timeout(opts.pool_timeout)
             .after_connect(|c, _| {
-                Box::pin(async move { E::exec(c, E::SESSION_SETUP, Vec::new()).await.map(drop) })
+                Box::pin(async move {
+                    for statement in E::SESSION_SETUP {
+                        E::exec(c, statement, Vec::new()).await?;
+                    }
+                    Ok(())
+                })
             })
             .connect_with(options)
             .await

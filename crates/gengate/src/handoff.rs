@@ -6,12 +6,15 @@
 //! listener of a `SO_REUSEPORT` pair.
 //!
 //! The exchange: the successor connects and sends `take`; the running
-//! process answers `ok` with the socket attached (`SCM_RIGHTS`), begins its
-//! shutdown, and writes `done` once its dispatcher has stopped and stored
-//! what was under way. On a store only one process may dispatch from
-//! (SQLite), the successor waits for `done` before it starts its own
-//! dispatcher; on a shared store it starts at once (leases keep the two
-//! apart).
+//! process answers `ok` with the socket attached (`SCM_RIGHTS`) and keeps
+//! serving. The successor opens its store and builds everything that can
+//! fail, then tells systemd it is the main process and sends `go`; only then
+//! does the running process begin its shutdown (if the successor fails or
+//! goes silent first, it serves on as if nothing happened). It writes `done`
+//! once its dispatcher has stopped and stored what was under way. On a store
+//! only one process may dispatch from (SQLite), the successor waits for
+//! `done` before it starts its own dispatcher; on a shared store it starts
+//! at once (leases keep the two apart).
 
 use std::io::{BufRead, BufReader, IoSlice, IoSliceMut, Write};
 use std::mem::MaybeUninit;
@@ -34,6 +37,15 @@ pub(crate) struct Predecessor {
 }
 
 impl Predecessor {
+    /// Tells the predecessor to stop (this process is ready to take over),
+    /// after telling systemd that this process is the service's main one.
+    pub(crate) fn go(&mut self) -> anyhow::Result<()> {
+        notify(&format!("MAINPID={}\n", std::process::id()));
+        self.stream
+            .write_all(b"go\n")
+            .context("telling the running process to hand over")
+    }
+
     /// Waits (up to `timeout`) until the predecessor says its dispatcher has
     /// stopped, or is gone.
     pub(crate) async fn wait_done(self, timeout: Duration) {
@@ -131,7 +143,7 @@ pub(crate) fn offer(
         .name("gengate-handoff".into())
         .spawn(move || {
             for conn in unix.incoming() {
-                let Ok(mut conn) = conn else { continue };
+                let Ok(conn) = conn else { continue };
                 let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
                 let mut line = String::new();
                 let asked =
@@ -143,24 +155,31 @@ pub(crate) fn offer(
                 let mut control = SendAncillaryBuffer::new(&mut space);
                 let fds = [listener.as_fd()];
                 control.push(SendAncillaryMessage::ScmRights(&fds));
-                match rustix::net::sendmsg(
+                if let Err(e) = rustix::net::sendmsg(
                     &conn,
                     &[IoSlice::new(b"ok\n")],
                     &mut control,
                     SendFlags::empty(),
                 ) {
-                    Ok(_) => {
-                        tracing::info!("handed the listening socket to a new process; draining");
-                        let _ = conn.flush();
-                        *successor.lock().expect("handoff lock") = Some(conn);
-                        // The successor listens at `path` from now on.
-                        shutdown.cancel();
-                        return;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "handing over the listening socket failed: {e}")
-                    }
+                    tracing::warn!(error = %e, "handing over the listening socket failed: {e}");
+                    continue;
                 }
+                // Serve on until the successor is ready (it opens its store
+                // and builds everything first).
+                let _ = conn.set_read_timeout(Some(SUCCESSOR_SETUP));
+                let mut line = String::new();
+                let ready =
+                    BufReader::new(&conn).read_line(&mut line).is_ok() && line.trim() == "go";
+                if !ready {
+                    tracing::warn!("the new process did not get ready; this one goes on serving");
+                    continue;
+                }
+                tracing::info!("a new process took the listening socket over; draining");
+                let _ = conn.set_read_timeout(None);
+                *successor.lock().expect("handoff lock") = Some(conn);
+                // The successor listens at `path` from now on.
+                shutdown.cancel();
+                return;
             }
         })?;
     Ok(())
@@ -173,13 +192,21 @@ pub(crate) fn done(successor: &Mutex<Option<UnixStream>>) {
     }
 }
 
+/// How long a successor may take to get ready (open its store, build its
+/// providers) before the running process gives up waiting and serves on.
+const SUCCESSOR_SETUP: Duration = Duration::from_secs(120);
+
 /// Tells systemd (`Type=notify`) that this process serves, and that it is
 /// the service's main process now (after a takeover it is a new one).
 pub(crate) fn notify_ready() {
+    notify(&format!("READY=1\nMAINPID={}\n", std::process::id()));
+}
+
+/// Sends `msg` to systemd's notification socket, if there is one.
+fn notify(msg: &str) {
     let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
         return;
     };
-    let msg = format!("READY=1\nMAINPID={}\n", std::process::id());
     let Ok(sock) = std::os::unix::net::UnixDatagram::unbound() else {
         return;
     };

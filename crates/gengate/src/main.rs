@@ -385,23 +385,27 @@ async fn serve(cfg: Config, handoff: Option<std::path::PathBuf>) -> anyhow::Resu
         ),
     };
     let addr = listener.local_addr()?;
+    // Everything that can fail comes before the predecessor is told to go:
+    // if this process cannot start, the predecessor goes on serving.
     let store = open_store(&cfg).await?;
-    if let Some(pred) = predecessor {
-        if !store.shared() {
-            // One dispatcher per SQLite store: the predecessor's stops
-            // first. Connections wait in the socket's queue meanwhile.
-            pred.wait_done(cfg.server.shutdown_grace.0 + std::time::Duration::from_secs(30))
-                .await;
-        } else {
-            drop(pred);
-        }
-    }
     if let Some(secret) = app::ensure_first_admin_key(&*store).await? {
         println!(
             "First start: created an admin API key. It is shown only this once; keep it safe:\n\n    {secret}\n"
         );
     }
     let shutdown = CancellationToken::new();
+    let public_url = cfg.public_url(addr);
+    let shared = store.shared();
+    let server = app::build(&cfg, store, &public_url, shutdown.clone())?;
+    if let Some(mut pred) = predecessor {
+        pred.go()?;
+        if !shared {
+            // One dispatcher per SQLite store: the predecessor's stops
+            // first. Connections wait in the socket's queue meanwhile.
+            pred.wait_done(cfg.server.shutdown_grace.0 + std::time::Duration::from_secs(30))
+                .await;
+        }
+    }
     let successor = Arc::new(std::sync::Mutex::new(None));
     if let Some(path) = &handoff {
         use std::os::fd::AsFd as _;
@@ -409,8 +413,6 @@ async fn serve(cfg: Config, handoff: Option<std::path::PathBuf>) -> anyhow::Resu
         handoff::offer(path, fd, shutdown.clone(), successor.clone(), took_over)?;
         tokio::spawn(respawn_on_usr2());
     }
-    let public_url = cfg.public_url(addr);
-    let server = app::build(&cfg, store, &public_url, shutdown.clone())?;
     tokio::spawn({
         let shutdown = shutdown.clone();
         async move {

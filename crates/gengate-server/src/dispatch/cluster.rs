@@ -40,6 +40,9 @@ const CLAIM_INTERVAL: Duration = Duration::from_millis(500);
 /// of creations on every node, claims stay a few per second per lane instead
 /// of one per task, all queuing for the provider's row lock.
 const CLAIM_MIN_GAP: Duration = Duration::from_millis(50);
+/// How long after taking over a task caught in `submitting` its provider is
+/// asked whether the submission arrived.
+const RECONCILE_DELAY: Duration = Duration::from_secs(2);
 /// Tasks taken over per store call.
 const TAKEOVER_BATCH: u32 = 64;
 
@@ -119,21 +122,27 @@ impl Dispatcher {
         self.track_deadline(&task);
         lane.lock().held.insert(task.id.clone());
         let span = info_span!("submit", task.id = %task.id, provider = %lane.name);
-        let (this, lane) = (self.clone(), lane.clone());
+        let (this, lane, epoch) = (self.clone(), lane.clone(), self.lease_epoch());
         self.inner
             .tracker
-            .spawn(async move { this.run_claimed(lane, task).await }.instrument(span));
+            .spawn(async move { this.run_claimed(lane, task, Some(epoch)).await }.instrument(span));
         self.inner.changed.notify_waiters();
+    }
+
+    /// The current lease epoch (see `Inner::lease_epoch`).
+    fn lease_epoch(&self) -> tokio_util::sync::CancellationToken {
+        self.inner.lease_epoch.lock().expect("epoch lock").clone()
     }
 
     /// Renews this node's leases, lets go of everything when it stalled past
     /// them, takes over tasks whose node died, and expires overdue tasks
-    /// nobody follows.
+    /// nobody follows. At shutdown it only renews, until the work under way
+    /// is done.
     pub(super) async fn lease_loop(self) {
         let lease = self.inner.lease;
         let beat = lease / 3;
         let mut last_renewed = Instant::now();
-        loop {
+        while !self.inner.stopped.is_cancelled() {
             // Past this, some lease may have run out before the renewal
             // below: nothing held can be trusted any more.
             let stalled = last_renewed.elapsed() + beat / 2 >= lease;
@@ -147,8 +156,10 @@ impl Dispatcher {
                 Err(e) => warn!(error = %e, "renewing this node's leases failed: {e}"),
             }
             let renewed = started.elapsed();
-            self.take_over_expired().await;
-            self.expire_overdue().await;
+            if !self.inner.shutdown.is_cancelled() {
+                self.take_over_expired(started, beat / 2).await;
+                self.expire_overdue().await;
+            }
             if started.elapsed() > beat / 2 {
                 warn!(
                     renew_ms = renewed.as_millis() as u64,
@@ -159,7 +170,7 @@ impl Dispatcher {
                 );
             }
             tokio::select! {
-                () = self.inner.shutdown.cancelled() => return,
+                () = self.inner.stopped.cancelled() => return,
                 () = tokio::time::sleep(beat) => {}
             }
         }
@@ -187,6 +198,9 @@ impl Dispatcher {
     /// Forgets every task this node works on and ends its leases in the
     /// store, so that they are taken over (possibly by this node again).
     async fn let_go_all(&self) {
+        // Stop what was started under the lost leases (submissions, lookups).
+        let old = std::mem::take(&mut *self.inner.lease_epoch.lock().expect("epoch lock"));
+        old.cancel();
         let mut dropped = 0;
         for lane in self.inner.lanes.values() {
             let mut st = lane.lock();
@@ -207,7 +221,9 @@ impl Dispatcher {
         self.inner.changed.notify_waiters();
     }
 
-    async fn take_over_expired(&self) {
+    /// Takes over expired leases in batches, for at most `budget` after
+    /// `started`: a heartbeat that runs long would itself let leases expire.
+    async fn take_over_expired(&self, started: Instant, budget: Duration) {
         loop {
             let tasks = match self.inner.store.take_over(TAKEOVER_BATCH).await {
                 Ok(t) => t,
@@ -220,7 +236,7 @@ impl Dispatcher {
             for task in tasks {
                 self.adopt(task);
             }
-            if n < TAKEOVER_BATCH as usize {
+            if n < TAKEOVER_BATCH as usize || started.elapsed() >= budget {
                 return;
             }
         }
@@ -254,11 +270,23 @@ impl Dispatcher {
             }
             Status::Submitting => {
                 drop(st);
-                let this = self.clone();
+                let (this, epoch) = (self.clone(), self.lease_epoch());
                 let span = info_span!("reconcile", task.id = %task.id);
-                self.inner
-                    .tracker
-                    .spawn(async move { this.reconcile(&lane, task).await }.instrument(span));
+                self.inner.tracker.spawn(
+                    async move {
+                        // A submission sent just before its node died (or
+                        // stalled) may still be landing: look it up after it
+                        // has, or it would look absent and go out again.
+                        tokio::select! {
+                            () = epoch.cancelled() => {}
+                            () = async {
+                                tokio::time::sleep(RECONCILE_DELAY).await;
+                                this.reconcile(&lane, task).await;
+                            } => {}
+                        }
+                    }
+                    .instrument(span),
+                );
             }
             _ => {
                 st.held.remove(&task.id);

@@ -210,6 +210,12 @@ struct Inner {
     copying: Mutex<HashSet<TaskId>>,
     /// See [`Settings::lease`].
     lease: Duration,
+    /// Fired once the work under way at shutdown is done (ends heartbeats).
+    stopped: CancellationToken,
+    /// Cancelled when this node lets go of every task (it stalled past its
+    /// leases): submissions and lookups under way stop with it, so nothing
+    /// started under a lost lease goes on beside the task's new holder.
+    lease_epoch: Mutex<CancellationToken>,
 }
 
 /// Why a provider callback is refused.
@@ -316,6 +322,8 @@ impl Dispatcher {
                 media,
                 copying: Mutex::default(),
                 lease: settings.lease,
+                stopped: CancellationToken::new(),
+                lease_epoch: Mutex::new(CancellationToken::new()),
             }),
         }
     }
@@ -348,9 +356,9 @@ impl Dispatcher {
         }
         self.inner.tracker.spawn(self.clone().deadline_loop());
         self.inner.tracker.spawn(self.clone().housekeeping_loop());
-        if clustered {
-            self.inner.tracker.spawn(self.clone().lease_loop());
-        }
+        // Heartbeats go on through the shutdown grace, while submissions and
+        // polls under way finish: a lease must not run out under live work.
+        let heartbeats = clustered.then(|| tokio::spawn(self.clone().lease_loop()));
         self.inner.running.store(true, Ordering::Release);
         self.inner.changed.notify_waiters();
         self.inner.shutdown.cancelled().await;
@@ -361,6 +369,10 @@ impl Dispatcher {
             .is_err()
         {
             warn!("dispatcher work still under way after {grace:?}; it resumes at next start");
+        }
+        self.inner.stopped.cancel();
+        if let Some(h) = heartbeats {
+            let _ = h.await;
         }
         Ok(())
     }
@@ -1043,17 +1055,32 @@ impl Dispatcher {
                 return;
             }
         };
-        self.run_claimed(lane, task).await;
+        self.run_claimed(lane, task, None).await;
     }
 
     /// Submits a claimed task and stores what the provider answered. The
     /// provider call and what follows run in their own task, so a panic in
     /// an adapter fails this task instead of leaking its slot.
-    async fn run_claimed(self, lane: Arc<Lane>, task: Task) {
+    /// `epoch`, on a shared store: the lease epoch the task was claimed in;
+    /// the work stops if it ends.
+    async fn run_claimed(self, lane: Arc<Lane>, task: Task, epoch: Option<CancellationToken>) {
         let id = task.id.clone();
         let (this, lane2) = (self.clone(), lane.clone());
-        let run =
-            tokio::spawn(async move { this.submit_claimed(&lane2, task).await }.in_current_span());
+        let run = tokio::spawn(
+            async move {
+                let work = this.submit_claimed(&lane2, task);
+                match epoch {
+                    Some(epoch) => {
+                        tokio::select! {
+                            () = epoch.cancelled() => {}
+                            () = work => {}
+                        }
+                    }
+                    None => work.await,
+                }
+            }
+            .in_current_span(),
+        );
         if run.await.is_err_and(|e| e.is_panic()) {
             lane.lock().health.abandon_probe();
             self.fail_after_panic(&id).await;
@@ -1222,10 +1249,11 @@ impl Dispatcher {
             .await;
         if accepted.is_none()
             && !self.inner.shutdown.is_cancelled()
-            && self.finished_meanwhile(&id).await
+            && self.superseded(&id, &pid).await
         {
-            // Canceled or expired while the provider was accepting it: stop
-            // it there too, so it does not run unwanted. (A task still in
+            // Canceled or expired while the provider was accepting it, or
+            // already following another job: stop this one there too, so it
+            // does not run (and bill) unwanted. (A task still in
             // `submitting` belongs to the node that took it over, which
             // finds this job by reference.)
             if let Err(e) = lane
@@ -1241,13 +1269,18 @@ impl Dispatcher {
         }
     }
 
-    /// Whether task `id` reached a final state (read from the store; `true`
-    /// when it cannot be read, as before shared stores).
-    async fn finished_meanwhile(&self, id: &str) -> bool {
+    /// Whether provider job `pid` of task `id` is not the one the task
+    /// follows: the task reached a final state or follows another job
+    /// (read from the store; `true` when it cannot be read, as on one node).
+    async fn superseded(&self, id: &str, pid: &str) -> bool {
         if !self.clustered() {
             return true;
         }
-        !matches!(self.inner.store.get_task(id).await, Ok(Some(t)) if !t.status.is_terminal())
+        match self.inner.store.get_task(id).await {
+            Ok(Some(t)) if t.status == Status::Submitting => false,
+            Ok(Some(t)) if !t.status.is_terminal() => t.provider_task_id.as_deref() != Some(pid),
+            _ => true,
+        }
     }
 
     /// Settles a task whose submission outcome is unknown, without ever

@@ -319,6 +319,20 @@ async fn a_restart_through_the_handoff_socket_refuses_no_request() {
             }
         }));
     }
+    // A successor that cannot start (here: a store it cannot open) takes
+    // the socket, fails before it says `go`, and the running process serves
+    // on as if nothing happened.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let mut failing: Vec<&str> = args.to_vec();
+    failing.extend(["--store-url", "nosuch://x"]);
+    let (code, _, err) = run(&failing, cwd);
+    assert_ne!(code, 0, "the broken successor fails: {err}");
+    assert!(err.contains("nosuch"), "{err}");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        old.child.try_wait().unwrap().is_none(),
+        "the running process serves on"
+    );
     for round in 0..2 {
         tokio::time::sleep(std::time::Duration::from_millis(700)).await;
         let before = ok.load(Ordering::Relaxed);
