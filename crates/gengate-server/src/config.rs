@@ -1180,6 +1180,25 @@ mod tests {
         }
     }
 
+    /// The README's full configuration and its several-servers example load.
+    #[test]
+    fn readme_configuration_examples_load() {
+        let readme = include_str!("../../../README.md");
+        let blocks: Vec<&str> = readme
+            .split("```toml\n")
+            .skip(1)
+            .filter_map(|b| b.split("```").next())
+            .collect();
+        for marker in ["[limits]", "redis_url = \"redis://10.0.0.5:6379\""] {
+            let block = blocks
+                .iter()
+                .find(|b| b.contains(marker))
+                .unwrap_or_else(|| panic!("README has no example with {marker}"));
+            load_str(block, vec![])
+                .unwrap_or_else(|e| panic!("README's example with {marker} does not load: {e}"));
+        }
+    }
+
     #[test]
     fn no_file_gives_working_defaults() {
         let cfg = Config::load(None, &Vec::new()).unwrap();
