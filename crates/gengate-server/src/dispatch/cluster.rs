@@ -43,6 +43,8 @@ const CLAIM_MIN_GAP: Duration = Duration::from_millis(50);
 /// How long after taking over a task caught in `submitting` its provider is
 /// asked whether the submission arrived.
 const RECONCILE_DELAY: Duration = Duration::from_secs(2);
+/// Queued tasks moved to a failover provider per model and pass.
+const FAILOVER_BATCH: u32 = 100;
 /// Tasks taken over per store call.
 const TAKEOVER_BATCH: u32 = 64;
 
@@ -98,6 +100,9 @@ impl Dispatcher {
             if full_batch {
                 continue;
             }
+            if blocked.is_some() {
+                self.fail_over_shared(&lane).await;
+            }
             tokio::select! {
                 () = self.inner.shutdown.cancelled() => return,
                 () = tokio::time::sleep(CLAIM_MIN_GAP) => {}
@@ -109,6 +114,33 @@ impl Dispatcher {
                 () = self.inner.shutdown.cancelled() => return,
                 () = lane.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// While `lane` takes no work, moves its queued tasks (the store's queue,
+    /// which every node shares) whose model names a failover provider that
+    /// takes work: the shared-store form of the single node's failover.
+    async fn fail_over_shared(&self, lane: &Arc<Lane>) {
+        for (model, to) in self.failover_targets(lane) {
+            let query = gengate_store::ListQuery {
+                status: Some(Status::Queued),
+                model: Some(model),
+                limit: FAILOVER_BATCH,
+                ..Default::default()
+            };
+            match self.inner.store.list_tasks(&query).await {
+                Ok(tasks) => {
+                    let moves = tasks
+                        .into_iter()
+                        .filter(|t| t.provider == lane.name)
+                        .map(|t| (t.id, to.clone()))
+                        .collect();
+                    self.move_tasks(lane, moves);
+                }
+                Err(e) => {
+                    warn!(provider = %lane.name, error = %e, "listing tasks to fail over from {} failed: {e}", lane.name)
+                }
             }
         }
     }

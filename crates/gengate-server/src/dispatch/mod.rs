@@ -895,20 +895,7 @@ impl Dispatcher {
     /// queued tasks whose model names a failover provider that does take
     /// work there.
     fn fail_over(&self, lane: &Arc<Lane>) {
-        let now = now_ms();
-        let targets: HashMap<&str, &str> = self
-            .inner
-            .models
-            .values()
-            .filter(|m| m.provider == lane.name)
-            .filter_map(|m| Some((m.name.as_str(), m.failover.as_deref()?)))
-            .filter(|(_, to)| {
-                self.inner
-                    .lanes
-                    .get(*to)
-                    .is_some_and(|l| l.lock().health.available(now))
-            })
-            .collect();
+        let targets = self.failover_targets(lane);
         if targets.is_empty() {
             return;
         }
@@ -920,9 +907,32 @@ impl Dispatcher {
             .filter_map(|id| {
                 let task = self.inner.hub.get(&id)?;
                 let to = targets.get(task.model.as_str())?;
-                Some((id, (*to).to_owned()))
+                Some((id, to.clone()))
             })
             .collect();
+        self.move_tasks(lane, moves);
+    }
+
+    /// Per model served by `lane`: the failover provider it names, if that
+    /// one takes work now.
+    fn failover_targets(&self, lane: &Lane) -> HashMap<String, String> {
+        let now = now_ms();
+        self.inner
+            .models
+            .values()
+            .filter(|m| m.provider == lane.name)
+            .filter_map(|m| Some((m.name.clone(), m.failover.clone()?)))
+            .filter(|(_, to)| {
+                self.inner
+                    .lanes
+                    .get(to)
+                    .is_some_and(|l| l.lock().health.available(now))
+            })
+            .collect()
+    }
+
+    /// Moves queued tasks of `lane` to other providers (`moves`: task, to).
+    fn move_tasks(&self, lane: &Lane, moves: Vec<(TaskId, String)>) {
         for (id, to) in moves {
             let (this, from) = (self.clone(), lane.name.clone());
             self.inner.tracker.spawn(async move {

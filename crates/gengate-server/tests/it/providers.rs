@@ -417,6 +417,45 @@ async fn an_account_out_of_balance_stops_dispatching_and_shows_in_admin_stats() 
 
 #[tokio::test]
 async fn a_model_fails_over_to_its_secondary_provider_while_the_primary_circuit_is_open() {
+    fails_over(None).await;
+}
+
+/// The same on a shared store (PostgreSQL), where the queue is the store's
+/// and every node's dispatcher claims from it.
+#[tokio::test]
+async fn on_a_shared_store_a_model_fails_over_while_the_primary_circuit_is_open() {
+    let base = match std::env::var("TEST_POSTGRES_URL") {
+        Ok(u) if !u.is_empty() => u,
+        _ => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "TEST_POSTGRES_URL must be set in CI"
+            );
+            eprintln!("note: TEST_POSTGRES_URL is not set; skipped");
+            return;
+        }
+    };
+    let name = format!(
+        "gg_failover_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos()
+    );
+    let made = std::process::Command::new("psql")
+        .args([base.as_str(), "-qc", &format!("CREATE DATABASE {name}")])
+        .status()
+        .expect("psql runs");
+    assert!(made.success());
+    let url = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
+    gengate_store::migrate(&url, &gengate_store::OpenOptions::default())
+        .await
+        .unwrap();
+    fails_over(Some(url)).await;
+}
+
+async fn fails_over(store_url: Option<String>) {
     let broken = kling_mock(
         (100, 200),
         8,
@@ -446,6 +485,9 @@ async fn a_model_fails_over_to_its_secondary_provider_while_the_primary_circuit_
         cfg.providers.get_mut("kling-a").unwrap().breaker_failures = 2;
         cfg.models.get_mut("kling-a-model").unwrap().failover = Some("kling-b".into());
         cfg.models.get_mut("kling-a-model").unwrap().max_attempts = 5;
+        if store_url.is_some() {
+            cfg.store.url = store_url;
+        }
     })
     .await;
     let ids = create_tasks(&app, "kling-a-model", "fail over", 6).await;
