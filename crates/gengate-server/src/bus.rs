@@ -28,6 +28,11 @@ const MAX_FETCHES: usize = 32;
 /// How far back a poll looks beyond the newest change seen: writers stamp
 /// changes with their own clocks, which may differ a little.
 const POLL_OVERLAP_MS: i64 = 3_000;
+/// A subscription silent this long is pinged, and dropped if the ping is
+/// not answered as long again.
+const SUBSCRIBER_IDLE: Duration = Duration::from_secs(15);
+/// A batch of publishes not answered in this time drops the connection.
+const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Changes read per query.
 const POLL_PAGE: u32 = 2_000;
 
@@ -100,6 +105,13 @@ async fn apply_loop(
             () = shutdown.cancelled() => return,
             c = rx.recv() => match c { Some(c) => c, None => return },
         };
+        if change.is_gap() {
+            // Changes may have been missed: cached tasks are read again, and
+            // the lanes look for work.
+            hub.clear();
+            dispatcher.wake_all();
+            continue;
+        }
         // A change this node already knows of (its own, echoed back, or an
         // older one arriving late) changes nothing here.
         let known = hub
@@ -156,7 +168,7 @@ async fn publish_loop(
             }
         }
         let c = conn.as_mut().expect("connected above");
-        let sent: Result<(), redis::Error> = async {
+        let sent: Result<(), redis::Error> = tokio::time::timeout(PUBLISH_TIMEOUT, async {
             for change in &batch {
                 c.send(&[b"PUBLISH", CHANNEL.as_bytes(), change.encode().as_bytes()])
                     .await?;
@@ -165,8 +177,9 @@ async fn publish_loop(
                 c.read().await?;
             }
             Ok(())
-        }
-        .await;
+        })
+        .await
+        .unwrap_or(Err(redis::Error::Timeout(PUBLISH_TIMEOUT)));
         if let Err(e) = sent {
             tracing::warn!(error = %e, "publishing {} task events to redis failed: {e}", batch.len());
             conn = None;
@@ -195,7 +208,19 @@ async fn subscribe_loop(
             first = false;
             delay = Duration::from_millis(100);
             loop {
-                let Reply::Array(Some(parts)) = conn.read().await? else {
+                // A silent connection is asked for a PONG; one that does not
+                // answer is dead (a blackholed Redis would otherwise look
+                // like a quiet one for ever).
+                let reply = match tokio::time::timeout(SUBSCRIBER_IDLE, conn.read()).await {
+                    Ok(r) => r?,
+                    Err(_) => {
+                        conn.send(&[b"PING"]).await?;
+                        tokio::time::timeout(SUBSCRIBER_IDLE, conn.read())
+                            .await
+                            .map_err(|_| redis::Error::Timeout(SUBSCRIBER_IDLE))??
+                    }
+                };
+                let Reply::Array(Some(parts)) = reply else {
                     continue;
                 };
                 if let [_, _, Reply::Bulk(Some(payload))] = parts.as_slice()

@@ -204,6 +204,23 @@ pub struct Change {
 }
 
 impl Change {
+    /// A marker a feed sends when changes may have been missed (its
+    /// connection was lost): whoever caches tasks should read them again.
+    pub fn gap() -> Self {
+        Self {
+            task_id: String::new(),
+            version: -1,
+            user_id: 0,
+            status: Status::Queued,
+            owner: None,
+        }
+    }
+
+    /// Whether this is [`Change::gap`].
+    pub fn is_gap(&self) -> bool {
+        self.task_id.is_empty()
+    }
+
     /// The wire form: `id version user status [owner]`, one line.
     pub fn encode(&self) -> String {
         format!(

@@ -255,10 +255,18 @@ async fn forward(
     loop {
         let received = tokio::select! {
             () = tx.closed() => return,
-            received = listener.recv() => received,
+            // (`try_recv` says when the connection was lost, where `recv`
+            // would reconnect silently and hide the gap.)
+            received = listener.try_recv() => received,
         };
         match received {
-            Ok(n) => {
+            Ok(None) => {
+                tracing::warn!("lost the PostgreSQL change feed; listening again");
+                if tx.send(Change::gap()).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Some(n)) => {
                 backoff = FIRST_BACKOFF;
                 match parse_change(n.payload()) {
                     Some(change) => {
@@ -284,6 +292,9 @@ async fn forward(
                         Ok(l) => {
                             listener = l;
                             tracing::info!("listening to the PostgreSQL change feed again");
+                            if tx.send(Change::gap()).await.is_err() {
+                                return;
+                            }
                             break;
                         }
                         Err(e) => {

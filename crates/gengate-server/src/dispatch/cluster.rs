@@ -387,6 +387,13 @@ impl Dispatcher {
         self.inner.changed.notify_waiters();
     }
 
+    /// Wakes every lane (to claim): after the event channel had a gap.
+    pub fn wake_all(&self) {
+        for lane in self.inner.lanes.values() {
+            lane.wake.notify_one();
+        }
+    }
+
     /// After a write this node was refused although the task's version was
     /// still the one it read: its lease is gone (it stalled, or the task
     /// was taken over). It stops working on the task.
