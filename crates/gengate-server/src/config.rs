@@ -1156,15 +1156,19 @@ mod tests {
         assert!(!shown.contains("sekrit"), "secrets never print: {shown}");
     }
 
-    /// The README's example for each real provider is a config that loads.
-    #[test]
-    fn readme_provider_examples_load() {
-        let readme = include_str!("../../../README.md");
-        let blocks: Vec<&str> = readme
+    /// The README's TOML examples.
+    fn readme_toml_blocks() -> Vec<&'static str> {
+        include_str!("../../../README.md")
             .split("```toml\n")
             .skip(1)
             .filter_map(|b| b.split("```").next())
-            .collect();
+            .collect()
+    }
+
+    /// The README's example for each real provider is a config that loads.
+    #[test]
+    fn readme_provider_examples_load() {
+        let blocks = readme_toml_blocks();
         for kind in ["runninghub", "hunyuan", "kling"] {
             let block = blocks
                 .iter()
@@ -1183,12 +1187,7 @@ mod tests {
     /// The README's full configuration and its several-servers example load.
     #[test]
     fn readme_configuration_examples_load() {
-        let readme = include_str!("../../../README.md");
-        let blocks: Vec<&str> = readme
-            .split("```toml\n")
-            .skip(1)
-            .filter_map(|b| b.split("```").next())
-            .collect();
+        let blocks = readme_toml_blocks();
         for marker in ["[limits]", "redis_url = \"redis://10.0.0.5:6379\""] {
             let block = blocks
                 .iter()
