@@ -131,9 +131,6 @@ pub async fn run(cfg: &Config, opts: &Options) -> Vec<Finding> {
     if !opts.skip_providers {
         check_providers(cfg, &mut out).await;
     }
-    if let Some(store) = store {
-        drop(store);
-    }
     out
 }
 

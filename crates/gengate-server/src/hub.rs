@@ -132,13 +132,17 @@ impl Hub {
         );
     }
 
+    /// The listing generation of `user`'s bucket.
+    fn user_generation(&self, user: UserId) -> &AtomicU64 {
+        &self.user_generations[(user.unsigned_abs() % USER_BUCKETS as u64) as usize]
+    }
+
     /// The generation of the pages of `user` (`None`: the gallery). Read it
     /// before querying the store; a page is current while it is unchanged.
     pub fn page_generation(&self, user: Option<UserId>) -> u64 {
         match user {
             None => self.gallery_generation.load(Ordering::Acquire),
-            Some(u) => self.user_generations[(u.unsigned_abs() % USER_BUCKETS as u64) as usize]
-                .load(Ordering::Acquire),
+            Some(u) => self.user_generation(u).load(Ordering::Acquire),
         }
     }
 
@@ -227,8 +231,7 @@ impl Hub {
     /// its owner's listings, and the gallery when a task succeeded (whether
     /// it is public is not known without reading it).
     pub fn invalidate_pages(&self, user: UserId, status: gengate_core::Status) {
-        self.user_generations[(user.unsigned_abs() % USER_BUCKETS as u64) as usize]
-            .fetch_add(1, Ordering::AcqRel);
+        self.user_generation(user).fetch_add(1, Ordering::AcqRel);
         if status == gengate_core::Status::Succeeded {
             self.gallery_generation.fetch_add(1, Ordering::AcqRel);
         }
@@ -254,7 +257,7 @@ impl Hub {
     pub fn publish_remote(&self, task: &Task) {
         // Generations first, then the change becomes visible: a page read
         // after this point is labelled with the new generation.
-        self.user_generations[(task.user_id.unsigned_abs() % USER_BUCKETS as u64) as usize]
+        self.user_generation(task.user_id)
             .fetch_add(1, Ordering::AcqRel);
         if task.public && task.status == gengate_core::Status::Succeeded {
             self.gallery_generation.fetch_add(1, Ordering::AcqRel);
@@ -294,7 +297,7 @@ impl Hub {
     /// Records a deleted task: drops it from the cache and marks the pages
     /// it may appear on (its owner's and the gallery) as stale.
     pub fn forget(&self, task: &Task) {
-        self.user_generations[(task.user_id.unsigned_abs() % USER_BUCKETS as u64) as usize]
+        self.user_generation(task.user_id)
             .fetch_add(1, Ordering::AcqRel);
         self.gallery_generation.fetch_add(1, Ordering::AcqRel);
         let mut shard = self.shard(&task.id).lock().expect("hub shard lock");

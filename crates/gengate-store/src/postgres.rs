@@ -75,10 +75,6 @@ fn unit_bytes(unit: &str) -> u64 {
     count * base
 }
 
-fn parse_change(payload: &str) -> Option<Change> {
-    Change::decode(payload)
-}
-
 impl TextCol for PgRow {
     fn text_at(&self, i: usize) -> sqlx::Result<Option<String>> {
         sqlx::Row::try_get(self, i)
@@ -268,7 +264,7 @@ async fn forward(
             }
             Ok(Some(n)) => {
                 backoff = FIRST_BACKOFF;
-                match parse_change(n.payload()) {
+                match Change::decode(n.payload()) {
                     Some(change) => {
                         if tx.send(change).await.is_err() {
                             return;
@@ -336,14 +332,14 @@ mod tests {
             status: gengate_core::Status::Running,
             owner: Some("web1-42-beef".into()),
         };
-        assert_eq!(parse_change(&change.encode()), Some(change.clone()));
+        assert_eq!(Change::decode(&change.encode()), Some(change.clone()));
         let unowned = Change {
             owner: None,
             ..change
         };
-        assert_eq!(parse_change(&unowned.encode()), Some(unowned));
-        assert_eq!(parse_change("tsk_01ABC 7"), None);
-        assert_eq!(parse_change("tsk_01ABC x 3 running -"), None);
-        assert_eq!(parse_change("tsk_01ABC 7 3 sleeping -"), None);
+        assert_eq!(Change::decode(&unowned.encode()), Some(unowned));
+        assert_eq!(Change::decode("tsk_01ABC 7"), None);
+        assert_eq!(Change::decode("tsk_01ABC x 3 running -"), None);
+        assert_eq!(Change::decode("tsk_01ABC 7 3 sleeping -"), None);
     }
 }

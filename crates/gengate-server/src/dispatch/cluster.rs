@@ -359,19 +359,13 @@ impl Dispatcher {
         let me = self.inner.store.node_id();
         let ours = change.owner.as_deref() == Some(me);
         for lane in self.inner.lanes.values() {
-            let mut st = lane.lock();
-            let held =
-                st.held.contains(&change.task_id) || st.following.contains_key(&change.task_id);
-            if held && !ours {
-                st.held.remove(&change.task_id);
-                st.following.remove(&change.task_id);
+            if !ours && lane.lock().let_go(&change.task_id) {
                 if crate::dispatch::holds_lease(change.status) {
                     // Taken over: this node had lost it.
                     self.inner.metrics.leases_lost(1);
                 }
                 debug!(task.id = %change.task_id, "task {} changed elsewhere ({}); this node lets go of it", change.task_id, change.status.as_str());
             }
-            drop(st);
             // New work, or a slot freed somewhere.
             if matches!(
                 change.status,
@@ -401,10 +395,7 @@ impl Dispatcher {
         self.inner.metrics.fenced_write();
         warn!(task.id = %task.id, "this node no longer holds the lease of task {}; it stops working on it", task.id);
         if let Some(lane) = self.inner.lanes.get(&task.provider) {
-            let mut st = lane.lock();
-            st.held.remove(&task.id);
-            st.following.remove(&task.id);
-            drop(st);
+            lane.lock().let_go(&task.id);
             lane.wake.notify_one();
         }
     }

@@ -181,6 +181,15 @@ struct Lane {
     polls: Semaphore,
 }
 
+impl LaneState {
+    /// Stops working on task `id` here (its slot and its polls); whether
+    /// this node was working on it.
+    fn let_go(&mut self, id: &str) -> bool {
+        let held = self.held.remove(id);
+        self.following.remove(id).is_some() || held
+    }
+}
+
 impl Lane {
     fn lock(&self) -> MutexGuard<'_, LaneState> {
         self.state.lock().expect("lane state lock poisoned")
