@@ -24,7 +24,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::wire::{self, hex, hmac_sha256, lenient_string, sha256_hex, snippet};
-use crate::{FollowRef, JobState, Provider, ProviderError, SubmitRequest, classify_reqwest};
+use crate::{
+    FollowRef, JobState, Provider, ProviderError, SubmitRequest, classify_reqwest, default_client,
+};
 
 /// The region Hunyuan image generation is sold in (the only one, per its
 /// API docs), used when the settings leave it empty.
@@ -49,8 +51,8 @@ pub struct HunyuanSettings {
     pub secret_key: String,
     /// Empty means [`DEFAULT_REGION`].
     pub region: String,
-    /// Whole-request timeout.
-    pub timeout: Duration,
+    /// The client every call goes through (`gengate_net::Outbound::provider`).
+    pub client: reqwest::Client,
     /// How long the dispatcher waits after the account said it is full or
     /// rate limited.
     pub retry_after: Duration,
@@ -58,14 +60,15 @@ pub struct HunyuanSettings {
 
 impl HunyuanSettings {
     /// Settings for Tencent's own hosts in [`DEFAULT_REGION`], with a 30 s
-    /// timeout and a 5 s back-off when the account is full.
+    /// timeout, the public TLS roots and a 5 s back-off when the account is
+    /// full.
     pub fn new(secret_id: &str, secret_key: &str) -> Self {
         Self {
             base_url: None,
             secret_id: secret_id.to_owned(),
             secret_key: secret_key.to_owned(),
             region: DEFAULT_REGION.to_owned(),
-            timeout: Duration::from_secs(30),
+            client: default_client(Duration::from_secs(30)),
             retry_after: Duration::from_secs(5),
         }
     }
@@ -78,7 +81,6 @@ impl fmt::Debug for HunyuanSettings {
             .field("secret_id", &mask(&self.secret_id))
             .field("secret_key", &"***")
             .field("region", &self.region)
-            .field("timeout", &self.timeout)
             .field("retry_after", &self.retry_after)
             .finish()
     }
@@ -377,14 +379,10 @@ enum Call {
 
 impl Hunyuan {
     /// # Errors
-    /// When a setting is unusable (empty credentials, a bad `base_url`, a
-    /// zero timeout) or the HTTP client cannot be built.
+    /// When a setting is unusable (empty credentials, a bad `base_url`).
     pub fn new(name: &str, settings: HunyuanSettings) -> Result<Self, String> {
         if settings.secret_id.trim().is_empty() || settings.secret_key.trim().is_empty() {
             return Err("hunyuan: secret_id and secret_key are required".to_owned());
-        }
-        if settings.timeout.is_zero() {
-            return Err("hunyuan: timeout must be positive".to_owned());
         }
         let (image, video) = match settings.base_url.as_deref() {
             Some(url) => {
@@ -408,7 +406,7 @@ impl Hunyuan {
             retry_after: settings.retry_after,
             image,
             video,
-            client: wire::client(settings.timeout)?,
+            client: settings.client,
         })
     }
 
@@ -947,6 +945,7 @@ mod tests {
         match e {
             ProviderError::BackPressure { .. } => "back_pressure",
             ProviderError::RateLimited { .. } => "rate_limited",
+            ProviderError::Unreachable { .. } => "unreachable",
             ProviderError::Transient(_) => "transient",
             ProviderError::Ambiguous(_) => "ambiguous",
             ProviderError::Rejected { .. } => "rejected",

@@ -28,7 +28,8 @@ use serde_json::{Value, json};
 
 use crate::wire::{self, lenient_string, read_answer, snippet};
 use crate::{
-    CallbackHint, FollowRef, JobState, Provider, ProviderError, SubmitRequest, classify_reqwest,
+    CallbackHint, FollowRef, JobState, Provider, ProviderError, SubmitRequest, classify_query,
+    classify_reqwest, default_client,
 };
 
 /// Kling's global API host (the older `https://api.klingai.com` still works;
@@ -57,8 +58,8 @@ pub struct KlingSettings {
     pub access_key: String,
     /// The SecretKey the JWT is signed with.
     pub secret_key: String,
-    /// Whole-request timeout.
-    pub timeout: Duration,
+    /// The client every call goes through (`gengate_net::Outbound::provider`).
+    pub client: reqwest::Client,
     /// How long to wait after a rate or concurrency refusal (at least 1 s).
     pub retry_after: Duration,
     /// Lifetime of the JWTs we mint (30 minutes in Kling's example; whether
@@ -67,14 +68,14 @@ pub struct KlingSettings {
 }
 
 impl KlingSettings {
-    /// Settings for the global site with the defaults: 60 s requests, 2 s
-    /// back-off after a refusal, 30-minute tokens.
+    /// Settings for the global site with the defaults: 60 s requests (the
+    /// public TLS roots), 2 s back-off after a refusal, 30-minute tokens.
     pub fn new(access_key: &str, secret_key: &str) -> Self {
         Self {
             base_url: DEFAULT_BASE_URL.to_owned(),
             access_key: access_key.to_owned(),
             secret_key: secret_key.to_owned(),
-            timeout: Duration::from_secs(60),
+            client: default_client(Duration::from_secs(60)),
             retry_after: Duration::from_secs(2),
             token_ttl: Duration::from_secs(30 * 60),
         }
@@ -87,7 +88,6 @@ impl fmt::Debug for KlingSettings {
             .field("base_url", &self.base_url)
             .field("access_key", &wire::masked(&self.access_key))
             .field("secret_key", &"***")
-            .field("timeout", &self.timeout)
             .field("retry_after", &self.retry_after)
             .field("token_ttl", &self.token_ttl)
             .finish()
@@ -194,7 +194,7 @@ impl fmt::Debug for Kling {
 impl Kling {
     /// # Errors
     /// When a setting is unusable (empty key, base URL that is not http(s),
-    /// token lifetime under 10 s) or the HTTP client cannot be built.
+    /// token lifetime under 10 s).
     pub fn new(name: &str, settings: KlingSettings) -> Result<Self, String> {
         let base_url = settings.base_url.trim_end_matches('/').to_owned();
         match Url::parse(&base_url) {
@@ -214,7 +214,7 @@ impl Kling {
             secret_key: settings.secret_key,
             retry_after: settings.retry_after.max(MIN_RETRY_AFTER),
             token_ttl_secs: i64::try_from(settings.token_ttl.as_secs()).unwrap_or(i64::MAX / 2),
-            client: wire::client(settings.timeout)?,
+            client: settings.client,
             token: Mutex::new(None),
         })
     }
@@ -272,9 +272,7 @@ impl Kling {
             }
             let resp = request.send().await.map_err(|e| match call {
                 Call::Create => classify_reqwest(&e),
-                Call::Query | Call::Read => {
-                    ProviderError::Transient(format!("kling query failed: {e}"))
-                }
+                Call::Query | Call::Read => classify_query(&e),
             })?;
             let retry_after = resp
                 .headers()
@@ -282,9 +280,11 @@ impl Kling {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(Duration::from_secs);
-            let (status, bytes) = read_answer(resp).await.map_err(|e| match call {
-                Call::Create => e,
-                Call::Query | Call::Read => ProviderError::Transient(e.to_string()),
+            let (status, bytes) = read_answer(resp).await.map_err(|e| match (call, e) {
+                (Call::Query | Call::Read, ProviderError::Ambiguous(m)) => {
+                    ProviderError::Transient(m)
+                }
+                (_, e) => e,
             })?;
             let retry_after = retry_after.unwrap_or_default().max(self.retry_after);
             match interpret(status, &bytes, call, retry_after) {

@@ -88,8 +88,19 @@ pub enum ProviderError {
         retry_after: Duration,
         message: String,
     },
-    /// The request certainly did not take effect (connection refused, 5xx
-    /// answer): retry with backoff.
+    /// The request never reached the provider, so it cannot have taken
+    /// effect: no such host, connection refused, connect timeout, a TLS
+    /// handshake that failed (an untrusted certificate), or a redirect away
+    /// from the configured address. The task stays queued with no attempt
+    /// spent; the circuit breaker counts it. `fix` says what an operator
+    /// can do.
+    #[error("cannot reach provider: {message}")]
+    Unreachable {
+        message: String,
+        fix: Option<&'static str>,
+    },
+    /// The request reached the provider and certainly did not take effect
+    /// (a 5xx answer, an unusable answer to a query): retry with backoff.
     #[error("provider unavailable: {0}")]
     Transient(String),
     /// The request may or may not have taken effect (timeout after sending,
@@ -197,11 +208,34 @@ impl CallbackHint {
     }
 }
 
-/// Classifies a transport error of a request that was (possibly) sent.
+/// A provider client with the public TLS roots and no proxy, for settings
+/// built without a configuration (examples, tests).
+pub(crate) fn default_client(timeout: Duration) -> reqwest::Client {
+    gengate_net::Outbound::default()
+        .provider(timeout, None)
+        .expect("a client without a proxy builds")
+}
+
+/// Classifies a transport error of a request that changes state at the
+/// provider: one that never reached it is [`ProviderError::Unreachable`];
+/// one that may have reached it is ambiguous.
 pub(crate) fn classify_reqwest(e: &reqwest::Error) -> ProviderError {
-    if e.is_connect() || e.is_builder() {
-        ProviderError::Transient(format!("cannot reach provider: {e}"))
+    let failure = gengate_net::Failure::of(e);
+    if failure.before_sending() || e.is_builder() {
+        ProviderError::Unreachable {
+            fix: failure.fix(),
+            message: failure.to_string(),
+        }
     } else {
-        ProviderError::Ambiguous(format!("no usable answer from provider: {e}"))
+        ProviderError::Ambiguous(format!("no usable answer from provider: {failure}"))
+    }
+}
+
+/// Classifies a transport error of a query (asking again changes nothing):
+/// unreachable, or a transient failure.
+pub(crate) fn classify_query(e: &reqwest::Error) -> ProviderError {
+    match classify_reqwest(e) {
+        ProviderError::Ambiguous(m) => ProviderError::Transient(m),
+        other => other,
     }
 }

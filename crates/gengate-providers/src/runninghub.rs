@@ -52,8 +52,9 @@ pub struct RunningHubSettings {
     pub base_url: String,
     /// The account's 32-character API key.
     pub api_key: String,
-    /// Whole-request timeout of every call.
-    pub timeout: Duration,
+    /// The client every call goes through (`gengate_net::Outbound::provider`:
+    /// its timeout, TLS roots and proxy).
+    pub client: reqwest::Client,
     /// How long a task waits after the account said it is full (`421`,
     /// `415`, rate limits) before it is tried again.
     pub retry_after: Duration,
@@ -64,7 +65,6 @@ impl fmt::Debug for RunningHubSettings {
         f.debug_struct("RunningHubSettings")
             .field("base_url", &self.base_url)
             .field("api_key", &wire::masked(&self.api_key))
-            .field("timeout", &self.timeout)
             .field("retry_after", &self.retry_after)
             .finish()
     }
@@ -251,12 +251,12 @@ fn classify_code(code: i64, msg: &str, retry_after: Duration) -> Option<Provider
 impl RunningHub {
     /// # Errors
     /// When a setting is unusable (empty key, a base URL that is not
-    /// http(s), a zero timeout) or the HTTP client cannot be built.
+    /// http(s)).
     pub fn new(name: &str, settings: RunningHubSettings) -> Result<Self, String> {
         let RunningHubSettings {
             base_url,
             api_key,
-            timeout,
+            client,
             retry_after,
         } = settings;
         let base_url = base_url.trim().trim_end_matches('/').to_owned();
@@ -269,15 +269,12 @@ impl RunningHub {
         if api_key.is_empty() {
             return Err(format!("provider {name}: api_key is empty"));
         }
-        if timeout.is_zero() {
-            return Err(format!("provider {name}: timeout must be positive"));
-        }
         Ok(Self {
             name: name.to_owned(),
             base_url,
             api_key,
             retry_after,
-            client: wire::client(timeout)?,
+            client,
         })
     }
 
@@ -871,7 +868,7 @@ mod tests {
             RunningHubSettings {
                 base_url: "http://127.0.0.1:9/".to_owned(),
                 api_key: "0123456789abcdef0123456789abcdef".to_owned(),
-                timeout: Duration::from_secs(1),
+                client: crate::default_client(Duration::from_secs(1)),
                 retry_after: Duration::from_secs(3),
             },
         )
@@ -891,7 +888,7 @@ mod tests {
         let s = RunningHubSettings {
             base_url: "ftp://x".to_owned(),
             api_key: "k".to_owned(),
-            timeout: Duration::from_secs(1),
+            client: crate::default_client(Duration::from_secs(1)),
             retry_after: Duration::from_secs(1),
         };
         assert!(RunningHub::new("rh", s.clone()).is_err());

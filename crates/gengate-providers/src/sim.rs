@@ -19,8 +19,10 @@ use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::wire::read_answer;
 use crate::{
-    FollowRef, JobState, Provider, ProviderError, SubmitRequest, classify_reqwest, render,
+    FollowRef, JobState, Provider, ProviderError, SubmitRequest, classify_query, classify_reqwest,
+    render,
 };
 
 /// How simulated jobs behave.
@@ -292,19 +294,11 @@ struct WireJobList {
 }
 
 impl HttpSim {
+    /// `client`: built by `gengate_net::Outbound::provider`.
+    ///
     /// # Errors
-    /// When the HTTP client cannot be built.
-    pub fn new(
-        name: &str,
-        base_url: &str,
-        request_timeout: Duration,
-    ) -> Result<Self, ProviderError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(request_timeout)
-            .pool_max_idle_per_host(64)
-            .build()
-            .map_err(|e| ProviderError::Transient(e.to_string()))?;
+    /// Never today; kept for settings that may be refused.
+    pub fn new(name: &str, base_url: &str, client: reqwest::Client) -> Result<Self, ProviderError> {
         Ok(Self {
             name: name.to_owned(),
             base_url: base_url.trim_end_matches('/').to_owned(),
@@ -312,22 +306,15 @@ impl HttpSim {
         })
     }
 
-    async fn error_from(resp: reqwest::Response) -> ProviderError {
-        let status = resp.status();
-        let retry_after = resp
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map_or(Duration::from_secs(1), Duration::from_secs);
-        let body = resp.json::<WireErrorBody>().await.ok();
-        let (code, message) = body.map_or_else(
-            || (status.as_str().to_owned(), String::new()),
+    /// The provider error an answer other than success means.
+    fn error_from(status: u16, retry_after: Option<Duration>, body: &[u8]) -> ProviderError {
+        let (code, message) = serde_json::from_slice::<WireErrorBody>(body).map_or_else(
+            |_| (status.to_string(), String::new()),
             |b| (b.error.code, b.error.message),
         );
-        match status.as_u16() {
+        match status {
             429 => ProviderError::BackPressure {
-                retry_after,
+                retry_after: retry_after.unwrap_or(Duration::from_secs(1)),
                 message,
             },
             404 => ProviderError::NotFound,
@@ -335,6 +322,37 @@ impl HttpSim {
             _ => ProviderError::Rejected { code, message },
         }
     }
+
+    /// Sends `req` and reads its answer (capped, redirects refused):
+    /// `(status, Retry-After, body)`.
+    async fn exchange(
+        req: reqwest::RequestBuilder,
+        effect: Effect,
+    ) -> Result<(u16, Option<Duration>, bytes::Bytes), ProviderError> {
+        let resp = req.send().await.map_err(|e| match effect {
+            Effect::Mutation => classify_reqwest(&e),
+            Effect::Query => classify_query(&e),
+        })?;
+        let retry_after = resp
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let (status, body) = read_answer(resp).await.map_err(|e| match (effect, e) {
+            (Effect::Query, ProviderError::Ambiguous(m)) => ProviderError::Transient(m),
+            (_, e) => e,
+        })?;
+        Ok((status, retry_after, body))
+    }
+}
+
+/// Whether a request changes state at the provider (a lost answer is then
+/// ambiguous) or only asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Effect {
+    Mutation,
+    Query,
 }
 
 fn job_state(job: WireJob) -> Result<JobState, ProviderError> {
@@ -380,69 +398,59 @@ impl Provider for HttpSim {
             ModelKind::Video => "video",
         };
         let body = json!({"model": req.model, "kind": kind, "input": req.input, "external_id": req.reference});
-        let resp = self
-            .client
-            .post(format!("{}/v1/jobs", self.base_url))
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| classify_reqwest(&e))?;
-        match resp.status().as_u16() {
-            200 | 201 => {
-                let job: WireJob = resp
-                    .json()
-                    .await
-                    .map_err(|e| ProviderError::Ambiguous(format!("unreadable answer: {e}")))?;
-                Ok(job.id)
-            }
+        let (status, retry_after, bytes) = Self::exchange(
+            self.client
+                .post(format!("{}/v1/jobs", self.base_url))
+                .json(&body),
+            Effect::Mutation,
+        )
+        .await?;
+        let unreadable =
+            |e: serde_json::Error| ProviderError::Ambiguous(format!("unreadable answer: {e}"));
+        match status {
+            200 | 201 => Ok(serde_json::from_slice::<WireJob>(&bytes)
+                .map_err(unreadable)?
+                .id),
             // The provider already has a job for this task: adopt it instead
             // of submitting twice.
-            409 => {
-                let body: WireErrorBody = resp
-                    .json()
-                    .await
-                    .map_err(|e| ProviderError::Ambiguous(format!("unreadable answer: {e}")))?;
-                body.id
-                    .ok_or_else(|| ProviderError::Ambiguous("duplicate without an id".into()))
-            }
-            _ => Err(Self::error_from(resp).await),
+            409 => serde_json::from_slice::<WireErrorBody>(&bytes)
+                .map_err(unreadable)?
+                .id
+                .ok_or_else(|| ProviderError::Ambiguous("duplicate without an id".into())),
+            _ => Err(Self::error_from(status, retry_after, &bytes)),
         }
     }
 
     async fn poll(&self, task: FollowRef<'_>) -> Result<JobState, ProviderError> {
-        let resp = self
-            .client
-            .get(format!(
+        let (status, retry_after, bytes) = Self::exchange(
+            self.client.get(format!(
                 "{}/v1/jobs/{}",
                 self.base_url, task.provider_task_id
-            ))
-            .send()
-            .await
-            .map_err(|e| ProviderError::Transient(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(Self::error_from(resp).await);
+            )),
+            Effect::Query,
+        )
+        .await?;
+        if !(200..300).contains(&status) {
+            return Err(Self::error_from(status, retry_after, &bytes));
         }
-        let job: WireJob = resp
-            .json()
-            .await
+        let job: WireJob = serde_json::from_slice(&bytes)
             .map_err(|e| ProviderError::Transient(format!("unreadable answer: {e}")))?;
         job_state(job)
     }
 
     async fn cancel(&self, task: FollowRef<'_>) -> Result<(), ProviderError> {
-        let resp = self
-            .client
-            .post(format!(
+        let (status, retry_after, bytes) = Self::exchange(
+            self.client.post(format!(
                 "{}/v1/jobs/{}/cancel",
                 self.base_url, task.provider_task_id
-            ))
-            .send()
-            .await
-            .map_err(|e| classify_reqwest(&e))?;
-        if resp.status().is_success() {
+            )),
+            Effect::Mutation,
+        )
+        .await?;
+        if (200..300).contains(&status) {
             Ok(())
         } else {
-            Err(Self::error_from(resp).await)
+            Err(Self::error_from(status, retry_after, &bytes))
         }
     }
 
@@ -450,20 +458,17 @@ impl Provider for HttpSim {
         &self,
         req: SubmitRequest<'_>,
     ) -> Result<Option<String>, ProviderError> {
-        let reference = req.reference;
-        let resp = self
-            .client
-            .get(format!("{}/v1/jobs", self.base_url))
-            .query(&[("external_id", reference)])
-            .send()
-            .await
-            .map_err(|e| ProviderError::Transient(e.to_string()))?;
-        if !resp.status().is_success() {
-            return Err(Self::error_from(resp).await);
+        let (status, retry_after, bytes) = Self::exchange(
+            self.client
+                .get(format!("{}/v1/jobs", self.base_url))
+                .query(&[("external_id", req.reference)]),
+            Effect::Query,
+        )
+        .await?;
+        if !(200..300).contains(&status) {
+            return Err(Self::error_from(status, retry_after, &bytes));
         }
-        let list: WireJobList = resp
-            .json()
-            .await
+        let list: WireJobList = serde_json::from_slice(&bytes)
             .map_err(|e| ProviderError::Transient(format!("unreadable answer: {e}")))?;
         Ok(list.jobs.into_iter().next().map(|j| j.id))
     }

@@ -1,8 +1,7 @@
-//! Pieces every HTTP adapter needs: the client, hashing and signing
-//! primitives, reading a bounded answer, and lenient field types for
-//! providers whose JSON types wobble.
-
-use std::time::Duration;
+//! Pieces every HTTP adapter needs: hashing and signing primitives, reading
+//! a bounded answer (redirects refused), and lenient field types for
+//! providers whose JSON types wobble. The clients themselves are built by
+//! `gengate_net::Outbound` and handed to each adapter in its settings.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer};
@@ -12,16 +11,6 @@ use crate::ProviderError;
 
 /// Largest provider answer read; a bigger one is treated as garbage.
 pub(crate) const MAX_ANSWER_BYTES: usize = 4 << 20;
-
-/// One client per provider, with connect and whole-request timeouts.
-pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .timeout(timeout)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .map_err(|e| format!("cannot build HTTP client: {e}"))
-}
 
 pub(crate) fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
@@ -58,31 +47,43 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Reads an answer's status and body (at most [`MAX_ANSWER_BYTES`]). A
-/// transport failure while reading is ambiguous for a request that changes
-/// state, so the caller decides with `sent_mutation`.
+/// Reads an answer's status and body, at most [`MAX_ANSWER_BYTES`] (the cap
+/// applies while the body streams in). A transport failure while reading is
+/// ambiguous for a request that changes state; callers of queries relax it.
+///
+/// A redirect is refused, naming where it points: providers are reached at
+/// their configured address only (RunningHub sends its key in the body, and
+/// following a 307 would hand it to another host). The request was not
+/// carried out where it was sent, so it counts as unreachable.
 pub(crate) async fn read_answer(
     resp: reqwest::Response,
 ) -> Result<(u16, bytes::Bytes), ProviderError> {
     let status = resp.status().as_u16();
-    if resp
-        .content_length()
-        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
-    {
-        return Err(ProviderError::Ambiguous(format!(
-            "answer of HTTP {status} is larger than {MAX_ANSWER_BYTES} bytes"
-        )));
+    if resp.status().is_redirection() {
+        let location = resp
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(|| "nowhere".to_owned(), gengate_net::redact_url);
+        let from = gengate_net::redact_url(resp.url().as_str());
+        return Err(ProviderError::Unreachable {
+            message: format!(
+                "{from} answered HTTP {status}, a redirect to {location}; gengate follows no redirects from providers"
+            ),
+            fix: Some(
+                "set the provider's base_url to the address it redirects to, if that is the provider's own",
+            ),
+        });
     }
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| ProviderError::Ambiguous(format!("reading the answer failed: {e}")))?;
-    if body.len() > MAX_ANSWER_BYTES {
-        return Err(ProviderError::Ambiguous(format!(
+    match gengate_net::read_capped(resp, MAX_ANSWER_BYTES).await {
+        Ok(body) => Ok((status, body)),
+        Err(gengate_net::ReadError::TooLarge { .. }) => Err(ProviderError::Ambiguous(format!(
             "answer of HTTP {status} is larger than {MAX_ANSWER_BYTES} bytes"
-        )));
+        ))),
+        Err(gengate_net::ReadError::Failed(f)) => Err(ProviderError::Ambiguous(format!(
+            "reading the answer failed: {f}"
+        ))),
     }
-    Ok((status, body))
 }
 
 /// A field that arrives as a string, a number, or not at all (RunningHub's

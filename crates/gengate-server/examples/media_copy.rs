@@ -6,7 +6,6 @@
 //!
 //!   cargo run --release --example media_copy -- URL [S3_URL]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gengate_core::task::NewTask;
@@ -58,7 +57,7 @@ async fn run(name: &str, backend: Backend, url: &str, dir: &std::path::Path) -> 
         },
         dir.to_owned(),
         "http://bench.invalid/media".into(),
-        Arc::new(media::guard::SystemLookup),
+        &gengate_net::Outbound::default(),
     )?;
     let t = task(url);
     let rest_kb = status_kb("VmRSS:");
@@ -96,17 +95,20 @@ async fn main() -> anyhow::Result<()> {
     )
     .await?;
     if let Some(s3) = s3 {
-        let backend = Backend::s3(S3Settings {
-            endpoint: s3.parse()?,
-            region: "us-east-1".into(),
-            bucket: "bench".into(),
-            path_style: true,
-            access_key: "testing".into(),
-            secret_key: "testing".into(),
-            prefix: String::new(),
-            public_base_url: "https://cdn.example.com".into(),
-            part_size: 8 << 20,
-        })?;
+        let backend = Backend::s3(
+            S3Settings {
+                endpoint: s3.parse()?,
+                region: "us-east-1".into(),
+                bucket: "bench".into(),
+                path_style: true,
+                access_key: "testing".into(),
+                secret_key: "testing".into(),
+                prefix: String::new(),
+                public_base_url: "https://cdn.example.com".into(),
+                part_size: 8 << 20,
+            },
+            &gengate_net::Outbound::default(),
+        )?;
         run("s3 (8 MiB parts)", backend, &url, dir.path()).await?;
     }
     Ok(())

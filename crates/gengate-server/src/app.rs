@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use gengate_core::Role;
+use gengate_net::{Outbound, Trust};
 use gengate_providers::Provider;
 use gengate_providers::hunyuan::{Hunyuan, HunyuanSettings};
 use gengate_providers::kling::{self, Kling, KlingSettings};
@@ -26,6 +27,7 @@ use crate::dispatch::{CallbackTarget, Dispatcher, HealthSettings, LaneConfig, Se
 use crate::hub::Hub;
 use crate::media::{self, Backend, Media, S3Settings};
 use crate::metrics::Metrics;
+use crate::redis::Redis;
 use crate::service::auth::AuthService;
 use crate::service::tasks::TaskService;
 use crate::webhooks::{self, Webhooks};
@@ -67,10 +69,19 @@ pub struct Server {
     pub dispatcher: Dispatcher,
     /// Carries task changes between nodes (`cluster.redis_url`), and how
     /// often to poll for them when nothing else does.
-    pub redis_url: Option<String>,
+    pub redis: Option<Arc<Redis>>,
     pub event_poll: Duration,
     pub shutdown_grace: Duration,
     pub idle_timeout: Duration,
+}
+
+/// The builder of every outbound client for `cfg`: the TLS roots it
+/// trusts (`tls.ca_file` added to Mozilla's and the system's).
+///
+/// # Errors
+/// When `tls.ca_file` cannot be read or holds no certificate.
+pub fn outbound(cfg: &Config) -> anyhow::Result<Outbound> {
+    Ok(Outbound::new(Trust::load(cfg.tls.ca_file.as_deref())?))
 }
 
 /// The provider entries of `cfg`, as the dispatcher drives them.
@@ -80,18 +91,27 @@ pub struct Server {
 pub fn provider_lanes(
     cfg: &Config,
     public_url: &str,
+    net: &Outbound,
 ) -> anyhow::Result<HashMap<String, LaneConfig>> {
-    providers(cfg, &format!("{public_url}/media"))
+    providers(cfg, &format!("{public_url}/media"), net)
 }
 
-fn providers(cfg: &Config, media_url: &str) -> anyhow::Result<HashMap<String, LaneConfig>> {
+fn providers(
+    cfg: &Config,
+    media_url: &str,
+    net: &Outbound,
+) -> anyhow::Result<HashMap<String, LaneConfig>> {
     let mut lanes = HashMap::new();
     for (name, p) in &cfg.providers {
+        let client = || {
+            net.provider(p.timeout.0, p.proxy.as_deref())
+                .map_err(|e| anyhow::anyhow!("provider {name}: {e}"))
+        };
         let (provider, resubmit_default): (Arc<dyn Provider>, bool) = match p.kind {
             ProviderKind::Sim => match &p.base_url {
                 Some(url) => (
                     Arc::new(
-                        HttpSim::new(name, url, p.timeout.0)
+                        HttpSim::new(name, url, client()?)
                             .map_err(|e| anyhow::anyhow!("provider {name}: {e}"))?,
                     ),
                     true,
@@ -114,7 +134,7 @@ fn providers(cfg: &Config, media_url: &str) -> anyhow::Result<HashMap<String, La
                 }
             },
             ProviderKind::Runninghub | ProviderKind::Hunyuan | ProviderKind::Kling => {
-                (adapter(name, p)?, false)
+                (adapter(name, p, client()?)?, false)
             }
         };
         let callbacks = callback_target(cfg, name, p);
@@ -144,10 +164,13 @@ fn providers(cfg: &Config, media_url: &str) -> anyhow::Result<HashMap<String, La
 }
 
 /// The adapter of a real provider entry.
-fn adapter(name: &str, p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
+fn adapter(
+    name: &str,
+    p: &ProviderConfig,
+    client: reqwest::Client,
+) -> anyhow::Result<Arc<dyn Provider>> {
     let err = |e: String| anyhow::anyhow!("provider {name}: {e}");
     let retry_after = p.retry_after.0;
-    let timeout = p.timeout.0;
     Ok(match p.kind {
         ProviderKind::Runninghub => Arc::new(
             RunningHub::new(
@@ -158,7 +181,7 @@ fn adapter(name: &str, p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> 
                         .clone()
                         .unwrap_or_else(|| runninghub::DEFAULT_BASE_URL.to_owned()),
                     api_key: p.api_key.expose().to_owned(),
-                    timeout,
+                    client,
                     retry_after,
                 },
             )
@@ -172,7 +195,7 @@ fn adapter(name: &str, p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> 
                     secret_id: p.secret_id.expose().to_owned(),
                     secret_key: p.secret_key.expose().to_owned(),
                     region: p.region.clone(),
-                    timeout,
+                    client,
                     retry_after,
                 },
             )
@@ -188,7 +211,7 @@ fn adapter(name: &str, p: &ProviderConfig) -> anyhow::Result<Arc<dyn Provider>> 
                         .unwrap_or_else(|| kling::DEFAULT_BASE_URL.to_owned()),
                     access_key: p.access_key.expose().to_owned(),
                     secret_key: p.secret_key.expose().to_owned(),
-                    timeout,
+                    client,
                     retry_after,
                     token_ttl: Duration::from_secs(1800),
                 },
@@ -234,7 +257,7 @@ fn callback_target(cfg: &Config, name: &str, p: &ProviderConfig) -> Option<Callb
 ///
 /// # Errors
 /// When the S3 settings or the HTTP client are unusable.
-pub fn media(cfg: &Config, public_url: &str) -> anyhow::Result<Media> {
+pub fn media(cfg: &Config, public_url: &str, net: &Outbound) -> anyhow::Result<Media> {
     let m = &cfg.media;
     let backend = match m.backend {
         MediaBackend::Local => Backend::Local {
@@ -243,18 +266,21 @@ pub fn media(cfg: &Config, public_url: &str) -> anyhow::Result<Media> {
         },
         MediaBackend::S3 => {
             let s3 = &m.s3;
-            Backend::s3(S3Settings {
-                endpoint: reqwest::Url::parse(s3.endpoint.as_deref().unwrap_or_default())
-                    .context("media.s3.endpoint")?,
-                region: s3.region.clone(),
-                bucket: s3.bucket.clone(),
-                path_style: s3.path_style,
-                access_key: s3.access_key.expose().to_owned(),
-                secret_key: s3.secret_key.expose().to_owned(),
-                prefix: s3.prefix.clone(),
-                public_base_url: s3.public_base_url.clone().unwrap_or_default(),
-                part_size: s3.part_size.0 as usize,
-            })
+            Backend::s3(
+                S3Settings {
+                    endpoint: reqwest::Url::parse(s3.endpoint.as_deref().unwrap_or_default())
+                        .context("media.s3.endpoint")?,
+                    region: s3.region.clone(),
+                    bucket: s3.bucket.clone(),
+                    path_style: s3.path_style,
+                    access_key: s3.access_key.expose().to_owned(),
+                    secret_key: s3.secret_key.expose().to_owned(),
+                    prefix: s3.prefix.clone(),
+                    public_base_url: s3.public_base_url.clone().unwrap_or_default(),
+                    part_size: s3.part_size.0 as usize,
+                },
+                net,
+            )
             .map_err(|e| anyhow::anyhow!("media.s3: {e}"))?
         }
     };
@@ -289,7 +315,7 @@ pub fn media(cfg: &Config, public_url: &str) -> anyhow::Result<Media> {
         },
         cfg.media_dir(),
         format!("{public_url}/media"),
-        Arc::new(media::guard::SystemLookup),
+        net,
     )
 }
 
@@ -315,13 +341,15 @@ pub fn build(
         idempotency_ttl: d.idempotency_ttl.0,
         lease: cfg.cluster.lease.0,
     };
-    let lanes = providers(cfg, &format!("{public_url}/media"))?;
+    let net = outbound(cfg)?;
+    tracing::info!("outbound TLS trusts {}", net.trust().describe());
+    let lanes = providers(cfg, &format!("{public_url}/media"), &net)?;
     let hub = Arc::new(Hub::new(
         cfg.server.task_cache,
         cfg.server.event_replay,
         now_ms(),
     ));
-    let media = Arc::new(media(cfg, public_url)?);
+    let media = Arc::new(media(cfg, public_url, &net)?);
     let dispatcher = Dispatcher::new(
         store.clone(),
         hub.clone(),
@@ -333,11 +361,16 @@ pub fn build(
         shutdown.clone(),
     );
     let catalog = Arc::new(catalog.into_iter().map(|m| (m.name.clone(), m)).collect());
-    let redis = cfg
-        .cluster
-        .redis_url
-        .as_deref()
-        .and_then(crate::redis::Addr::parse);
+    // Redis, when configured: one client for the rate limit (whose checks
+    // wait half a second at most) and one for events between nodes.
+    let redis = |timeout: Duration| -> anyhow::Result<Option<Redis>> {
+        cfg.cluster
+            .redis_url
+            .as_deref()
+            .map(|url| Redis::open(url, net.trust(), timeout))
+            .transpose()
+            .context("cluster.redis_url")
+    };
     let mut tasks = TaskService::new(
         store.clone(),
         hub.clone(),
@@ -348,7 +381,7 @@ pub fn build(
     if cfg.limits.creates_per_minute > 0 {
         tasks = tasks.with_rate_limit(Arc::new(crate::limits::RateLimiter::new(
             cfg.limits.creates_per_minute,
-            redis,
+            redis(Duration::from_millis(500))?,
         )));
     }
     let w = &cfg.webhooks;
@@ -360,6 +393,7 @@ pub fn build(
             retry_base: w.retry_base.0,
             timeout: w.timeout.0,
         },
+        &net,
     )?;
     let app = App(Arc::new(AppState {
         webhooks,
@@ -377,7 +411,7 @@ pub fn build(
     Ok(Server {
         app,
         dispatcher,
-        redis_url: cfg.cluster.redis_url.clone(),
+        redis: redis(crate::bus::PUBLISH_TIMEOUT)?.map(Arc::new),
         event_poll: cfg.cluster.event_poll.0,
         shutdown_grace: cfg.server.shutdown_grace.0,
         idle_timeout: cfg.server.idle_timeout.0,
@@ -404,7 +438,7 @@ pub async fn serve(
         .context("recovering unfinished tasks")?;
     crate::bus::start(
         server.app.store.clone(),
-        server.redis_url.as_deref(),
+        server.redis.clone(),
         server.event_poll,
         server.app.hub.clone(),
         server.dispatcher.clone(),

@@ -17,9 +17,11 @@ use gengate_store::{Change, Store};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use futures_util::StreamExt as _;
+
 use crate::dispatch::Dispatcher;
 use crate::hub::Hub;
-use crate::redis::{self, Addr, Conn, Reply};
+use crate::redis::{self, Redis};
 
 /// The Redis channel of task changes.
 pub const CHANNEL: &str = "gengate:tasks";
@@ -31,8 +33,9 @@ const POLL_OVERLAP_MS: i64 = 3_000;
 /// A subscription silent this long is pinged, and dropped if the ping is
 /// not answered as long again.
 const SUBSCRIBER_IDLE: Duration = Duration::from_secs(15);
-/// A batch of publishes not answered in this time drops the connection.
-const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
+/// A batch of publishes (and a connection attempt) not answered in this
+/// time drops the connection.
+pub const PUBLISH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Changes read per query.
 const POLL_PAGE: u32 = 2_000;
 
@@ -51,7 +54,7 @@ pub enum Kind {
 /// When the store cannot subscribe.
 pub async fn start(
     store: Arc<dyn Store>,
-    redis_url: Option<&str>,
+    redis: Option<Arc<Redis>>,
     poll: Duration,
     hub: Arc<Hub>,
     dispatcher: Dispatcher,
@@ -61,12 +64,11 @@ pub async fn start(
         return Ok(None);
     }
     let (tx, rx) = mpsc::channel::<Change>(4096);
-    let kind = if let Some(url) = redis_url {
-        let addr = Addr::parse(url).ok_or_else(|| anyhow::anyhow!("invalid cluster.redis_url"))?;
+    let kind = if let Some(redis) = redis {
         let (out_tx, out_rx) = mpsc::unbounded_channel();
         hub.set_outbox(store.node_id().to_owned(), out_tx);
-        tokio::spawn(publish_loop(addr.clone(), out_rx, shutdown.clone()));
-        tokio::spawn(subscribe_loop(addr, tx, hub.clone(), shutdown.clone()));
+        tokio::spawn(publish_loop(redis.clone(), out_rx, shutdown.clone()));
+        tokio::spawn(subscribe_loop(redis, tx, hub.clone(), shutdown.clone()));
         Kind::Redis
     } else if let Some(mut notified) = store.subscribe().await? {
         let shutdown = shutdown.clone();
@@ -142,47 +144,30 @@ async fn apply_loop(
     }
 }
 
-/// Publishes this node's changes to Redis, pipelined, reconnecting as
-/// needed. Changes made while Redis is away are dropped (after a warning):
-/// other nodes clear their caches when they reconnect.
+/// Publishes this node's changes to Redis, pipelined on the shared
+/// command connection (reconnected as needed). Changes made while Redis is
+/// away are dropped (after a warning): other nodes clear their caches when
+/// they reconnect.
 async fn publish_loop(
-    addr: Addr,
+    redis: Arc<Redis>,
     mut rx: mpsc::UnboundedReceiver<Change>,
     shutdown: CancellationToken,
 ) {
-    let mut conn: Option<Conn> = None;
     let mut batch = Vec::with_capacity(256);
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
             n = rx.recv_many(&mut batch, 256) => if n == 0 { return },
         }
-        if conn.is_none() {
-            match Conn::connect(&addr, Duration::from_secs(2)).await {
-                Ok(c) => conn = Some(c),
-                Err(e) => {
-                    tracing::warn!(error = %e, "publishing {} task events to redis failed: {e}", batch.len());
-                    batch.clear();
-                    continue;
-                }
-            }
+        let mut pipe = ::redis::pipe();
+        for change in &batch {
+            pipe.cmd("PUBLISH")
+                .arg(CHANNEL)
+                .arg(change.encode())
+                .ignore();
         }
-        let c = conn.as_mut().expect("connected above");
-        let sent: Result<(), redis::Error> = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-            for change in &batch {
-                c.send(&[b"PUBLISH", CHANNEL.as_bytes(), change.encode().as_bytes()])
-                    .await?;
-            }
-            for _ in &batch {
-                c.read().await?;
-            }
-            Ok(())
-        })
-        .await
-        .unwrap_or(Err(redis::Error::Timeout(PUBLISH_TIMEOUT)));
-        if let Err(e) = sent {
+        if let Err(e) = redis.pipeline(&pipe).await {
             tracing::warn!(error = %e, "publishing {} task events to redis failed: {e}", batch.len());
-            conn = None;
         }
         batch.clear();
     }
@@ -191,7 +176,7 @@ async fn publish_loop(
 /// Receives other nodes' changes from Redis. After a reconnect, changes may
 /// have been missed: the cache is cleared so reads go to the store.
 async fn subscribe_loop(
-    addr: Addr,
+    redis: Arc<Redis>,
     tx: mpsc::Sender<Change>,
     hub: Arc<Hub>,
     shutdown: CancellationToken,
@@ -200,31 +185,30 @@ async fn subscribe_loop(
     let mut first = true;
     loop {
         let run = async {
-            let mut conn = Conn::connect(&addr, Duration::from_secs(2)).await?;
-            conn.call(&[b"SUBSCRIBE", CHANNEL.as_bytes()]).await?;
+            let mut sub = redis.subscribe(CHANNEL).await?;
             if !first {
                 hub.clear();
             }
             first = false;
             delay = Duration::from_millis(100);
             loop {
-                // A silent connection is asked for a PONG; one that does not
-                // answer is dead (a blackholed Redis would otherwise look
-                // like a quiet one for ever).
-                let reply = match tokio::time::timeout(SUBSCRIBER_IDLE, conn.read()).await {
-                    Ok(r) => r?,
+                // A silent connection is pinged; one that does not answer is
+                // dead (a blackholed Redis would otherwise look like a quiet
+                // one for ever).
+                let next = tokio::time::timeout(SUBSCRIBER_IDLE, sub.on_message().next()).await;
+                let msg = match next {
+                    Ok(Some(msg)) => msg,
+                    Ok(None) => return Err(redis::Error::Redis("subscription closed".into())),
                     Err(_) => {
-                        conn.send(&[b"PING"]).await?;
-                        tokio::time::timeout(SUBSCRIBER_IDLE, conn.read())
+                        tokio::time::timeout(SUBSCRIBER_IDLE, sub.ping::<::redis::Value>())
                             .await
-                            .map_err(|_| redis::Error::Timeout(SUBSCRIBER_IDLE))??
+                            .map_err(|_| redis::Error::Timeout(SUBSCRIBER_IDLE))??;
+                        continue;
                     }
                 };
-                let Reply::Array(Some(parts)) = reply else {
-                    continue;
-                };
-                if let [_, _, Reply::Bulk(Some(payload))] = parts.as_slice()
-                    && let Some(change) = std::str::from_utf8(payload).ok().and_then(Change::decode)
+                if let Some(change) = std::str::from_utf8(msg.get_payload_bytes())
+                    .ok()
+                    .and_then(Change::decode)
                     && tx.send(change).await.is_err()
                 {
                     return Ok::<(), redis::Error>(());

@@ -99,6 +99,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     pub webhooks: WebhooksConfig,
     pub media: MediaConfig,
+    pub tls: TlsConfig,
     pub providers: BTreeMap<String, ProviderConfig>,
     pub models: BTreeMap<String, ModelConfig>,
 }
@@ -377,6 +378,17 @@ impl Default for S3Config {
     }
 }
 
+/// What outbound TLS connections trust (providers, media, object storage,
+/// webhooks, the store, Redis): Mozilla's roots and the system's store
+/// always, plus the CAs of `ca_file`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// A PEM file of extra CA certificates: a private CA (MinIO, a
+    /// database), a TLS-inspecting proxy.
+    pub ca_file: Option<PathBuf>,
+}
+
 /// Which adapter a provider entry uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -460,6 +472,11 @@ pub struct ProviderConfig {
     /// Timeout of one HTTP request to the provider.
     #[serde(default = "default_provider_timeout")]
     pub timeout: Dur,
+    /// An HTTP proxy every request to this provider goes through
+    /// (`http://host:port`, credentials as `http://user:pw@host:port`).
+    /// Environment variables (`HTTPS_PROXY`, …) are never used.
+    #[serde(default)]
+    pub proxy: Option<String>,
     /// Whether a submission whose outcome is unknown (and that the provider
     /// cannot look up by our reference) may be submitted again. Each
     /// submission may cost money, so only the simulator defaults to yes.
@@ -812,12 +829,9 @@ impl Config {
             ));
         }
         if let Some(url) = &self.cluster.redis_url
-            && crate::redis::Addr::parse(url).is_none()
+            && let Err(why) = crate::redis::check_url(url)
         {
-            return Err(invalid(
-                "cluster.redis_url",
-                "must be redis://HOST:PORT or redis://HOST:PORT/DB",
-            ));
+            return Err(invalid("cluster.redis_url", why));
         }
         for (name, p) in &self.providers {
             if p.concurrency == 0 {
@@ -843,6 +857,17 @@ impl Config {
                         format!("providers.{name}.{key}"),
                         "must be an http:// or https:// URL",
                     ));
+                }
+            }
+            if let Some(proxy) = &p.proxy {
+                match reqwest::Url::parse(proxy) {
+                    Ok(u) if matches!(u.scheme(), "http" | "https") && u.has_host() => {}
+                    _ => {
+                        return Err(invalid(
+                            format!("providers.{name}.proxy"),
+                            "must be an http:// or https:// proxy URL, e.g. http://10.0.0.2:3128",
+                        ));
+                    }
                 }
             }
             if p.callback_base_url

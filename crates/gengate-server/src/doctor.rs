@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gengate_net::Outbound;
 use gengate_store::{DbFacts, OpenOptions, StoreError};
 
 use crate::config::{Config, MediaBackend};
@@ -82,6 +83,24 @@ const ADMIN_CONNECTIONS: u64 = 5;
 /// Runs every check.
 pub async fn run(cfg: &Config, opts: &Options) -> Vec<Finding> {
     let mut out = Vec::new();
+    let net = match crate::app::outbound(cfg) {
+        Ok(net) => {
+            out.push(Finding::pass(
+                "tls trust",
+                format!("outbound TLS trusts {}", net.trust().describe()),
+            ));
+            net
+        }
+        Err(e) => {
+            out.push(Finding::new(
+                "tls trust",
+                Level::Fail,
+                format!("{e:#}"),
+                "point tls.ca_file at a readable PEM file of CA certificates, or remove it",
+            ));
+            Outbound::default()
+        }
+    };
     let url = cfg.store_url();
     let open = OpenOptions {
         node_id: format!("doctor-{}", std::process::id()),
@@ -89,6 +108,7 @@ pub async fn run(cfg: &Config, opts: &Options) -> Vec<Finding> {
         pool_size: 2,
         pool_timeout: Duration::from_secs(5),
         migrate: false,
+        ca_file: cfg.tls.ca_file.clone(),
     };
     let store = match gengate_store::open_with(&url, &open).await {
         Ok(s) => Some(s),
@@ -124,12 +144,12 @@ pub async fn run(cfg: &Config, opts: &Options) -> Vec<Finding> {
     }
     out.push(check_open_files(cfg, opts));
     out.push(check_disk(&cfg.server.data_dir));
-    out.push(check_media(cfg).await);
+    out.push(check_media(cfg, &net).await);
     if let Some(url) = &cfg.cluster.redis_url {
-        out.push(check_redis(url).await);
+        out.push(check_redis(url, &net).await);
     }
     if !opts.skip_providers {
-        check_providers(cfg, &mut out).await;
+        check_providers(cfg, &net, &mut out).await;
     }
     out
 }
@@ -414,8 +434,8 @@ fn check_disk(dir: &Path) -> Finding {
     }
 }
 
-async fn check_media(cfg: &Config) -> Finding {
-    let media = match crate::app::media(cfg, &cfg.public_url(cfg.server.listen)) {
+async fn check_media(cfg: &Config, net: &Outbound) -> Finding {
+    let media = match crate::app::media(cfg, &cfg.public_url(cfg.server.listen), net) {
         Ok(m) => m,
         Err(e) => {
             return Finding::new(
@@ -457,29 +477,31 @@ async fn check_media(cfg: &Config) -> Finding {
     }
 }
 
-async fn check_redis(url: &str) -> Finding {
-    let Some(addr) = crate::redis::Addr::parse(url) else {
-        return Finding::new(
-            "redis",
-            Level::Fail,
-            "cluster.redis_url is not a redis:// URL",
-            "fix cluster.redis_url",
-        );
+async fn check_redis(url: &str, net: &Outbound) -> Finding {
+    let redis = match crate::redis::Redis::open(url, net.trust(), Duration::from_secs(2)) {
+        Ok(r) => r,
+        Err(e) => {
+            return Finding::new(
+                "redis",
+                Level::Fail,
+                format!("cluster.redis_url: {e}"),
+                "fix cluster.redis_url (redis://HOST:PORT[/DB] or rediss:// for TLS)",
+            );
+        }
     };
-    let client = crate::redis::Client::new(addr, Duration::from_secs(2));
-    match client.call(&[b"PING"]).await {
+    match redis.query::<String>(&::redis::cmd("PING")).await {
         Ok(_) => Finding::pass("redis", format!("{} answers", redact(url))),
         Err(e) => Finding::new(
             "redis",
             Level::Fail,
             format!("{}: {e}", redact(url)),
-            "start Redis or fix cluster.redis_url: without it, events between nodes and shared rate limits stop",
+            "start Redis or fix cluster.redis_url (with rediss://, a private CA goes in tls.ca_file): without it, events between nodes and shared rate limits stop",
         ),
     }
 }
 
-async fn check_providers(cfg: &Config, out: &mut Vec<Finding>) {
-    let lanes = match crate::app::provider_lanes(cfg, &cfg.public_url(cfg.server.listen)) {
+async fn check_providers(cfg: &Config, net: &Outbound, out: &mut Vec<Finding>) {
+    let lanes = match crate::app::provider_lanes(cfg, &cfg.public_url(cfg.server.listen), net) {
         Ok(l) => l,
         Err(e) => {
             out.push(Finding::new(
@@ -514,6 +536,17 @@ async fn check_providers(cfg: &Config, out: &mut Vec<Finding>) {
                 format!("{name}: {e}"),
                 format!("top up the {name} account: it accepts the keys but takes no work"),
             ),
+            Ok(Err(gengate_providers::ProviderError::Unreachable { message, fix })) => {
+                Finding::new(
+                    "provider reachable",
+                    Level::Fail,
+                    format!("{name}: {message}"),
+                    fix.map_or_else(
+                        || format!("check providers.{name}.base_url and this host's route to the provider"),
+                        |f| format!("{f} (providers.{name})"),
+                    ),
+                )
+            }
             Ok(Err(e)) => Finding::new(
                 "provider credentials",
                 Level::Warn,
@@ -521,10 +554,10 @@ async fn check_providers(cfg: &Config, out: &mut Vec<Finding>) {
                 format!("check providers.{name}.base_url and this host's route to the provider"),
             ),
             Err(_) => Finding::new(
-                "provider credentials",
-                Level::Warn,
+                "provider reachable",
+                Level::Fail,
                 format!("{name}: no answer in 20 s"),
-                "check the provider is reachable from this host",
+                format!("check this host's route to providers.{name}.base_url (a firewall, or a proxy the provider needs: providers.{name}.proxy)"),
             ),
         });
     }

@@ -8,11 +8,10 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use gengate_core::UserId;
 
-use crate::redis::{Client, Reply};
+use crate::redis::Redis;
 
 const WINDOW_MS: i64 = 60_000;
 
@@ -24,7 +23,7 @@ const SCRIPT: &str = "local n = redis.call('INCR', KEYS[1]) \
 
 enum Counter {
     Local(Mutex<HashMap<UserId, (i64, u32)>>),
-    Redis(Client),
+    Redis(Box<Redis>),
 }
 
 /// The creation limit.
@@ -35,12 +34,13 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     /// `per_minute` creations per user (0: unlimited), counted in Redis
-    /// when `redis` is given.
-    pub fn new(per_minute: u32, redis: Option<crate::redis::Addr>) -> Self {
+    /// when `redis` is given (its commands should time out quickly: a check
+    /// waits for one).
+    pub fn new(per_minute: u32, redis: Option<Redis>) -> Self {
         Self {
             per_minute,
             counter: match redis {
-                Some(addr) => Counter::Redis(Client::new(addr, Duration::from_millis(500))),
+                Some(r) => Counter::Redis(Box::new(r)),
                 None => Counter::Local(Mutex::default()),
             },
         }
@@ -67,23 +67,12 @@ impl RateLimiter {
                 e.1 += 1;
                 u64::from(e.1)
             }
-            Counter::Redis(client) => {
+            Counter::Redis(redis) => {
                 let key = format!("gengate:rate:{user}:{window}");
-                match client
-                    .call(&[
-                        b"EVAL",
-                        SCRIPT.as_bytes(),
-                        b"1",
-                        key.as_bytes(),
-                        (WINDOW_MS + 5_000).to_string().as_bytes(),
-                    ])
-                    .await
-                {
-                    Ok(Reply::Int(n)) => n.max(0) as u64,
-                    Ok(other) => {
-                        tracing::warn!(reply = ?other, "unexpected rate limit reply from redis; allowing");
-                        return Ok(());
-                    }
+                let mut eval = ::redis::cmd("EVAL");
+                eval.arg(SCRIPT).arg(1).arg(&key).arg(WINDOW_MS + 5_000);
+                match redis.query::<i64>(&eval).await {
+                    Ok(n) => n.max(0) as u64,
                     Err(e) => {
                         tracing::warn!(error = %e, "rate limit counter in redis unavailable ({e}); allowing");
                         return Ok(());
@@ -101,6 +90,8 @@ impl RateLimiter {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
@@ -120,10 +111,17 @@ mod tests {
         let Some(url) = crate::test_service_url("TEST_REDIS_URL") else {
             return;
         };
-        let addr = crate::redis::Addr::parse(&url).unwrap();
+        let redis = || {
+            Redis::open(
+                &url,
+                &gengate_net::Trust::public(),
+                Duration::from_millis(500),
+            )
+            .unwrap()
+        };
         let (a, b) = (
-            RateLimiter::new(3, Some(addr.clone())),
-            RateLimiter::new(3, Some(addr)),
+            RateLimiter::new(3, Some(redis())),
+            RateLimiter::new(3, Some(redis())),
         );
         // A user id no other run uses, in a window of its own.
         let user = i64::from(std::process::id()) * 1000 + 7;
@@ -139,8 +137,13 @@ mod tests {
 
     #[tokio::test]
     async fn an_unreachable_redis_allows() {
-        let addr = crate::redis::Addr::parse("redis://127.0.0.1:1").unwrap();
-        let l = RateLimiter::new(1, Some(addr));
+        let redis = Redis::open(
+            "redis://127.0.0.1:1",
+            &gengate_net::Trust::public(),
+            Duration::from_millis(500),
+        )
+        .unwrap();
+        let l = RateLimiter::new(1, Some(redis));
         assert!(l.check(1, 0).await.is_ok());
         assert!(l.check(1, 0).await.is_ok());
     }

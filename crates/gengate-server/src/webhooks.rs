@@ -16,7 +16,6 @@
 //! user input, and must not become a way into the operator's network.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,6 +23,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use gengate_core::time::rfc3339;
 use gengate_core::{Task, UserId};
+use gengate_net::{Destinations, Failure, Outbound, check_url};
 use gengate_store::{Delivery, Store, StoreError};
 use hmac::{Hmac, Mac};
 use rand::RngCore;
@@ -75,89 +75,30 @@ pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Result<S
     Ok(format!("v1,{}", B64.encode(mac.finalize().into_bytes())))
 }
 
-/// Whether an address is on the public internet.
-pub fn is_public(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
-                || (a == 198 && (18..20).contains(&b)) // benchmarking
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00 // unique local
-                || (first & 0xffc0) == 0xfe80) // link local
-        }
-    }
-}
-
-/// Resolves names for webhook requests and keeps only public addresses
-/// (unless private ones are allowed): the addresses checked are the ones
-/// connected to, so DNS rebinding cannot slip a private one in.
-struct PublicOnly {
-    allow_private: bool,
-}
-
-impl reqwest::dns::Resolve for PublicOnly {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let allow_private = self.allow_private;
-        Box::pin(async move {
-            let host = name.as_str().to_owned();
-            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| allow_private || is_public(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                let e: Box<dyn std::error::Error + Send + Sync> =
-                    format!("{host} is not a public address; webhooks.allow_private permits it")
-                        .into();
-                return Err(e);
-            }
-            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
-        })
-    }
-}
-
 /// The outbox sender.
 #[derive(Clone)]
 pub struct Webhooks {
     store: Arc<dyn Store>,
     client: reqwest::Client,
+    /// Public addresses only, unless `webhooks.allow_private`.
+    destinations: Destinations,
     settings: Settings,
     secrets: Arc<Mutex<HashMap<UserId, String>>>,
 }
 
 impl Webhooks {
+    /// Deliveries go through a guarded client of `net`: no redirects
+    /// followed, no proxy, only allowed addresses connected to.
+    ///
     /// # Errors
     /// When the HTTP client cannot be built.
-    pub fn new(store: Arc<dyn Store>, settings: Settings) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(PublicOnly {
-                allow_private: settings.allow_private,
-            }))
-            .user_agent(concat!("gengate/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    pub fn new(store: Arc<dyn Store>, settings: Settings, net: &Outbound) -> anyhow::Result<Self> {
+        let destinations = Destinations::guarded(settings.allow_private, "webhooks.allow_private");
+        let client = net.guarded(destinations, settings.timeout)?;
         Ok(Self {
             store,
             client,
+            destinations,
             settings,
             secrets: Arc::default(),
         })
@@ -208,19 +149,10 @@ impl Webhooks {
         }
     }
 
+    /// Checks a literal address; names are checked where they are resolved
+    /// for the connection, so a second lookup cannot answer differently.
     fn allowed(&self, url: &reqwest::Url) -> Result<(), String> {
-        if self.settings.allow_private {
-            return Ok(());
-        }
-        let host = url.host_str().ok_or("the URL has no host")?;
-        // Names are checked where they are resolved for the connection (see
-        // `PublicOnly`), so a second lookup cannot answer differently.
-        match host.trim_matches(['[', ']']).parse::<IpAddr>() {
-            Ok(ip) if !is_public(ip) => Err(format!(
-                "{host} is not a public address; webhooks.allow_private permits it"
-            )),
-            _ => Ok(()),
-        }
+        check_url(url, &[], self.destinations).map_err(|f| f.0)
     }
 
     fn body(task: &Task, event: &str, now: i64) -> Vec<u8> {
@@ -259,7 +191,7 @@ impl Webhooks {
             .body(body)
             .send()
             .await
-            .map_err(|e| (None, format!("request failed: {e}"), true))?;
+            .map_err(|e| (None, format!("request failed: {}", Failure::of(&e)), true))?;
         let status = resp.status().as_u16();
         if resp.status().is_success() {
             Ok(status)
@@ -324,27 +256,5 @@ mod tests {
         let body = br#"{"test": 2432232314}"#;
         let sig = sign(secret, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1_614_265_330, body).unwrap();
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    }
-
-    #[test]
-    fn private_and_special_addresses_are_not_public() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(!is_public(ip.parse().unwrap()), "{ip}");
-        }
-        for ip in ["1.1.1.1", "8.8.8.8", "2606:4700::1111"] {
-            assert!(is_public(ip.parse().unwrap()), "{ip}");
-        }
     }
 }

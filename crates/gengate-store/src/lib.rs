@@ -418,6 +418,11 @@ pub struct OpenOptions {
     /// when asked (`gengate migrate`), and otherwise refuses to open an
     /// unmigrated database, so that nodes never race to change the schema.
     pub migrate: bool,
+    /// Extra CA certificates (PEM) to verify the database's TLS certificate
+    /// with (`tls.ca_file`), unless the URL names its own (`sslrootcert`,
+    /// `ssl-ca`). Mozilla's roots are trusted either way. Whether TLS is used
+    /// and verified is the URL's `sslmode` / `ssl-mode`.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for OpenOptions {
@@ -431,6 +436,7 @@ impl Default for OpenOptions {
             pool_size: 16,
             pool_timeout: std::time::Duration::from_secs(5),
             migrate: false,
+            ca_file: None,
         }
     }
 }

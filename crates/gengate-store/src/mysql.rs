@@ -43,6 +43,7 @@ impl TextCol for MySqlRow {
 
 #[async_trait]
 impl Engine for MySql {
+    const CA_PARAM: &'static str = "ssl-ca=";
     const DB_NOW: &'static str = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
     const SHARE_LOCK: &'static str = " LOCK IN SHARE MODE";
     const MIGRATIONS: &'static [(i64, &'static str)] = MIGRATIONS;
@@ -56,6 +57,13 @@ impl Engine for MySql {
         // A lock held by a stalled node is waited for 10 s, then retried.
         "SET SESSION innodb_lock_wait_timeout = 10",
     ];
+
+    fn trust_ca(
+        options: sqlx::mysql::MySqlConnectOptions,
+        path: &std::path::Path,
+    ) -> sqlx::mysql::MySqlConnectOptions {
+        options.ssl_ca(path)
+    }
 
     fn insert_ignore(rest: &str) -> String {
         format!("INSERT IGNORE INTO {rest}")

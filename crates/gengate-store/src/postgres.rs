@@ -83,6 +83,7 @@ impl TextCol for PgRow {
 
 #[async_trait]
 impl Engine for Postgres {
+    const CA_PARAM: &'static str = "sslrootcert=";
     const DB_NOW: &'static str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
     const SHARE_LOCK: &'static str = " FOR SHARE";
     const MIGRATIONS: &'static [(i64, &'static str)] = MIGRATIONS;
@@ -95,6 +96,10 @@ impl Engine for Postgres {
         "SET lock_timeout = '10s'",
         "SET idle_in_transaction_session_timeout = '15s'",
     ];
+
+    fn trust_ca(options: PgConnectOptions, path: &std::path::Path) -> PgConnectOptions {
+        options.ssl_root_cert(path)
+    }
 
     fn insert_ignore(rest: &str) -> String {
         format!("INSERT INTO {rest} ON CONFLICT DO NOTHING")

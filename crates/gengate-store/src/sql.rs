@@ -181,6 +181,13 @@ pub(crate) trait Engine: Database<Row: Cols> {
     /// claims and replays rely on, and InnoDB takes no gap locks, which
     /// otherwise make heartbeats, claims and writes deadlock each other.
     const SESSION_SETUP: &'static [&'static str];
+    /// The URL parameter that names a CA file (`sslrootcert`, `ssl-ca`).
+    const CA_PARAM: &'static str;
+
+    /// `options` trusting the CA certificates in `path` as well.
+    fn trust_ca(options: Options<Self>, path: &std::path::Path) -> Options<Self>
+    where
+        Self: Sized;
 
     /// An insert that does nothing when the row exists (reporting 0 rows);
     /// `rest` is `table (columns) VALUES (…)`.
@@ -915,11 +922,20 @@ pub(crate) fn migration_failed(version: i64, e: impl std::fmt::Display) -> Store
     StoreError::Unavailable(format!("migration {version} failed: {e}"))
 }
 
-type Options<E> = <<E as Database>::Connection as Connection>::Options;
+pub(crate) type Options<E> = <<E as Database>::Connection as Connection>::Options;
 
-fn connect_options<E: Engine>(url: &str) -> Result<Options<E>> {
-    Options::<E>::from_str(url)
-        .map_err(|e| StoreError::Config(format!("invalid {} URL: {e}", <E as Database>::NAME)))
+/// The connection options of `url`, trusting `ca_file` for TLS unless the
+/// URL names its own CA.
+fn connect_options<E: Engine>(url: &str, ca_file: Option<&std::path::Path>) -> Result<Options<E>> {
+    let options = Options::<E>::from_str(url)
+        .map_err(|e| StoreError::Config(format!("invalid {} URL: {e}", <E as Database>::NAME)))?;
+    let names_ca = url
+        .split_once('?')
+        .is_some_and(|(_, q)| q.split('&').any(|kv| kv.starts_with(E::CA_PARAM)));
+    Ok(match ca_file {
+        Some(path) if !names_ca => E::trust_ca(options, path),
+        _ => options,
+    })
 }
 
 /// Applies the pending migrations on a connection of its own, holding the
@@ -929,8 +945,8 @@ fn connect_options<E: Engine>(url: &str) -> Result<Options<E>> {
 /// # Errors
 /// [`StoreError::Config`] when the database is newer than this build,
 /// [`StoreError::Unavailable`] when it cannot be reached or a script fails.
-pub(crate) async fn migrate<E: Engine>(url: &str, _opts: &OpenOptions) -> Result<(i64, i64)> {
-    migrate_with::<E>(&connect_options::<E>(url)?).await
+pub(crate) async fn migrate<E: Engine>(url: &str, opts: &OpenOptions) -> Result<(i64, i64)> {
+    migrate_with::<E>(&connect_options::<E>(url, opts.ca_file.as_deref())?).await
 }
 
 async fn migrate_with<E: Engine>(options: &Options<E>) -> Result<(i64, i64)> {
@@ -1068,7 +1084,7 @@ impl<E: Engine> SqlStore<E> {
     /// [`StoreError::Config`] for a bad URL or a schema mismatch,
     /// [`StoreError::Unavailable`] when the database cannot be reached.
     pub(crate) async fn open(url: &str, opts: &OpenOptions) -> Result<Self> {
-        let options = connect_options::<E>(url)?;
+        let options = connect_options::<E>(url, opts.ca_file.as_deref())?;
         if opts.migrate {
             migrate_with::<E>(&options).await?;
         }

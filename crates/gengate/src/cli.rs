@@ -220,6 +220,25 @@ pub(crate) struct MockArgs {
     /// Output URLs stop working this long after their job finished.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub(crate) url_ttl: Option<Duration>,
+    /// Serve every route (output URLs included) over HTTPS, with a
+    /// certificate from a throwaway CA made at start (or --tls-cert/--tls-key).
+    #[arg(long)]
+    pub(crate) tls: bool,
+    /// Write the throwaway CA's certificate (PEM) here, for the client to
+    /// trust (gengate's `tls.ca_file`).
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "tls",
+        conflicts_with = "tls_cert"
+    )]
+    pub(crate) tls_ca_out: Option<std::path::PathBuf>,
+    /// Serve this certificate chain (PEM) instead of a throwaway one.
+    #[arg(long, value_name = "PATH", requires_all = ["tls", "tls_key"])]
+    pub(crate) tls_cert: Option<std::path::PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "PATH", requires_all = ["tls", "tls_cert"])]
+    pub(crate) tls_key: Option<std::path::PathBuf>,
 }
 
 /// Rules across flags that clap cannot express; a breach exits 2 with

@@ -253,6 +253,7 @@ fn open_options(cfg: &Config, migrate: bool) -> gengate_store::OpenOptions {
         pool_size: cfg.store.pool_size,
         pool_timeout: cfg.store.pool_timeout.0,
         migrate,
+        ca_file: cfg.tls.ca_file.clone(),
     }
 }
 
@@ -483,7 +484,7 @@ async fn media_command(command: MediaCommand) -> anyhow::Result<()> {
             let cfg = load_config(&store)?;
             let db = open_store(&cfg).await?;
             let public_url = cfg.public_url(cfg.server.listen);
-            let media = app::media(&cfg, &public_url)?;
+            let media = app::media(&cfg, &public_url, &app::outbound(&cfg)?)?;
             let retention_ms = cfg.media.retention.map(|d| d.0.as_millis() as i64);
             let report =
                 gengate_server::media::gc::collect(&*db, &media, retention_ms, now_ms(), dry_run)
@@ -519,6 +520,12 @@ async fn mock_provider(args: cli::MockArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let tls = if args.tls {
+        Some(mock_tls(&args, addr)?)
+    } else {
+        None
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let behavior = Behavior {
         latency_min: args.latency.0,
         latency_max: args.latency.1,
@@ -527,7 +534,7 @@ async fn mock_provider(args: cli::MockArgs) -> anyhow::Result<()> {
     let mut cfg = MockConfig::new(
         behavior,
         args.concurrency as usize,
-        &format!("http://{addr}"),
+        &format!("{scheme}://{addr}"),
         args.credentials.as_deref().unwrap_or(""),
     );
     cfg.faults = Faults {
@@ -552,10 +559,40 @@ async fn mock_provider(args: cli::MockArgs) -> anyhow::Result<()> {
         MockKind::Hunyuan => (mock::MockKind::Hunyuan, "hunyuan"),
         MockKind::Kling => (mock::MockKind::Kling, "kling"),
     };
-    tracing::info!(address = %addr, "mock provider ({name}) listening on http://{addr}");
-    println!("mock-provider {name} listening on http://{addr}");
-    mock::serve(kind, listener, cfg, shutdown)
+    tracing::info!(address = %addr, "mock provider ({name}) listening on {scheme}://{addr}");
+    println!("mock-provider {name} listening on {scheme}://{addr}");
+    mock::serve(kind, listener, cfg, tls, shutdown)
         .await
         .context("mock provider failed")?;
     Ok(())
+}
+
+/// The mock's TLS: the given certificate, or one for its address (and
+/// `localhost`) from a throwaway CA whose PEM goes to `--tls-ca-out`.
+fn mock_tls(
+    args: &cli::MockArgs,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    use gengate_providers::mock::tls::{Leaf, ThrowawayCa, server_config_from_files};
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        return server_config_from_files(cert, key).map_err(|e| anyhow::anyhow!(e));
+    }
+    let ca = ThrowawayCa::new().map_err(|e| anyhow::anyhow!(e))?;
+    let mut names = vec![addr.ip().to_string(), "localhost".to_owned()];
+    if addr.ip().is_unspecified() {
+        names.push("127.0.0.1".to_owned());
+    }
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let config = ca
+        .server_config(&Leaf::for_names(&names))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    match &args.tls_ca_out {
+        Some(path) => std::fs::write(path, ca.pem())
+            .with_context(|| format!("writing the CA certificate to {}", path.display()))?,
+        None => eprintln!(
+            "mock-provider: the throwaway CA's certificate (trust it with tls.ca_file):\n{}",
+            ca.pem()
+        ),
+    }
+    Ok(config)
 }

@@ -35,6 +35,7 @@ pub mod hunyuan;
 pub mod kling;
 pub mod runninghub;
 pub mod sim;
+pub mod tls;
 
 pub use sim::{serve_sim, sim_router};
 
@@ -272,10 +273,7 @@ pub(crate) type SharedAccount = Arc<Account>;
 
 impl Account {
     pub(crate) fn new(cfg: MockConfig) -> SharedAccount {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("building the callback client");
+        let http = gengate_net::Outbound::default().tool(Duration::from_secs(5));
         Arc::new(Account {
             cfg,
             ledger: Mutex::default(),
@@ -528,7 +526,8 @@ pub fn router(kind: MockKind, cfg: MockConfig) -> Router {
     }
 }
 
-/// Serves a mock of `kind` on `listener` until `shutdown` fires.
+/// Serves a mock of `kind` on `listener` until `shutdown` fires: over TLS
+/// with `tls` (its `public_url` then an `https://` one), else plain HTTP.
 ///
 /// # Errors
 /// When the server fails.
@@ -536,9 +535,15 @@ pub async fn serve(
     kind: MockKind,
     listener: TcpListener,
     cfg: MockConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(kind, cfg))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    match tls {
+        Some(config) => tls::serve_tls(listener, router(kind, cfg), config, shutdown).await,
+        None => {
+            axum::serve(listener, router(kind, cfg))
+                .with_graceful_shutdown(shutdown.cancelled_owned())
+                .await
+        }
+    }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use gengate_core::ModelKind;
 use gengate_providers::hunyuan::{Hunyuan, HunyuanSettings, sign};
-use gengate_providers::mock::{Faults, MockConfig, MockKind, serve};
+use gengate_providers::mock::{Faults, MockConfig, MockKind};
 use gengate_providers::sim::Behavior;
 use gengate_providers::{FollowRef, JobState, Provider, ProviderError, SubmitRequest};
 use serde_json::{Value, json};
@@ -35,8 +35,6 @@ impl Mock {
         concurrency: usize,
         tweak: impl FnOnce(&mut MockConfig),
     ) -> Mock {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let behavior = Behavior {
             latency_min: Duration::from_millis(latency_ms.0),
             latency_max: Duration::from_millis(latency_ms.1),
@@ -45,15 +43,15 @@ impl Mock {
         let mut cfg = MockConfig::new(
             behavior,
             concurrency,
-            &url,
+            "",
             &format!("{SECRET_ID}:{SECRET_KEY}"),
         );
         tweak(&mut cfg);
         let shutdown = CancellationToken::new();
-        tokio::spawn(serve(MockKind::Hunyuan, listener, cfg, shutdown.clone()));
+        let url = crate::serve_mock(MockKind::Hunyuan, cfg, shutdown.clone()).await;
         Mock {
             url,
-            http: reqwest::Client::new(),
+            http: crate::client(Duration::from_secs(10)),
             shutdown,
         }
     }
@@ -65,7 +63,7 @@ impl Mock {
     fn settings(&self) -> HunyuanSettings {
         let mut s = HunyuanSettings::new(SECRET_ID, SECRET_KEY);
         s.base_url = Some(self.url.clone());
-        s.timeout = Duration::from_secs(5);
+        s.client = crate::client(Duration::from_secs(5));
         s.retry_after = Duration::from_millis(1500);
         s
     }
@@ -124,7 +122,7 @@ impl Mock {
         timestamp: i64,
         body: &str,
     ) -> Value {
-        let host = self.url.trim_start_matches("http://").to_owned();
+        let host = self.url.trim_start_matches("https://").to_owned();
         let content_type = "application/json; charset=utf-8";
         let sig = sign(
             SECRET_KEY,
@@ -768,7 +766,7 @@ async fn answer_lost_to_a_timeout_is_ambiguous() {
         };
     })
     .await;
-    let provider = mock.adapter_with(|s| s.timeout = Duration::from_millis(400));
+    let provider = mock.adapter_with(|s| s.client = crate::client(Duration::from_millis(400)));
     let params = json!({"Prompt": "a fox"});
     let err = provider
         .submit(submission(ModelKind::Image, None, &params))
@@ -780,20 +778,25 @@ async fn answer_lost_to_a_timeout_is_ambiguous() {
 }
 
 #[tokio::test]
-async fn unreachable_provider_is_transient() {
+async fn unreachable_provider_is_unreachable_and_says_why() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     drop(listener);
     let mut settings = HunyuanSettings::new(SECRET_ID, SECRET_KEY);
     settings.base_url = Some(format!("http://{addr}"));
-    settings.timeout = Duration::from_secs(2);
+    settings.client = crate::client(Duration::from_secs(2));
     let provider = Hunyuan::new("hunyuan", settings).unwrap();
     let params = json!({"Prompt": "a fox"});
     let err = provider
         .submit(submission(ModelKind::Image, None, &params))
         .await
         .unwrap_err();
-    assert!(matches!(err, ProviderError::Transient(_)), "{err:?}");
+    assert!(
+        matches!(&err, ProviderError::Unreachable { message, .. } if message.contains("connection refused")),
+        "{err:?}"
+    );
+    let err = provider.poll(follow("image:1")).await.unwrap_err();
+    assert!(matches!(err, ProviderError::Unreachable { .. }), "{err:?}");
 }
 
 #[test]

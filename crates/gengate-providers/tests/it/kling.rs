@@ -8,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gengate_core::ModelKind;
 use gengate_providers::kling::{Kling, KlingSettings};
-use gengate_providers::mock::{self, MockConfig, MockKind};
+use gengate_providers::mock::{MockConfig, MockKind};
 use gengate_providers::sim::Behavior;
 use gengate_providers::{FollowRef, JobState, Provider, ProviderError, SubmitRequest};
 use hmac::{Hmac, Mac};
@@ -39,8 +39,6 @@ async fn spawn_mock_with(
     fail_rate: f64,
     tweak: impl FnOnce(&mut MockConfig),
 ) -> Mock {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let behavior = Behavior {
         latency_min: Duration::from_millis(latency_ms.0),
         latency_max: Duration::from_millis(latency_ms.1),
@@ -49,20 +47,15 @@ async fn spawn_mock_with(
     let mut cfg = MockConfig::new(
         behavior,
         concurrency,
-        &format!("http://{addr}"),
+        "",
         &format!("{ACCESS_KEY}:{SECRET_KEY}"),
     );
     tweak(&mut cfg);
     let shutdown = CancellationToken::new();
-    tokio::spawn(mock::serve(
-        MockKind::Kling,
-        listener,
-        cfg,
-        shutdown.clone(),
-    ));
+    let url = crate::serve_mock(MockKind::Kling, cfg, shutdown.clone()).await;
     Mock {
-        url: format!("http://{addr}"),
-        http: reqwest::Client::new(),
+        url,
+        http: crate::client(Duration::from_secs(10)),
         shutdown,
     }
 }
@@ -75,7 +68,7 @@ impl Mock {
     fn adapter_with(&self, access_key: &str, secret_key: &str) -> Kling {
         let mut settings = KlingSettings::new(access_key, secret_key);
         settings.base_url = self.url.clone();
-        settings.timeout = Duration::from_secs(5);
+        settings.client = crate::client(Duration::from_secs(5));
         settings.retry_after = Duration::from_secs(1);
         Kling::new("kling", settings).unwrap()
     }
@@ -355,6 +348,7 @@ async fn every_mapped_code_reaches_the_right_provider_error() {
             assert!(*retry_after >= Duration::from_secs(1));
             "rate_limited"
         }
+        ProviderError::Unreachable { .. } => "unreachable",
         ProviderError::Transient(_) => "transient",
         ProviderError::Ambiguous(_) => "ambiguous",
         ProviderError::Rejected { .. } => "rejected",
@@ -803,7 +797,7 @@ async fn bad_gateway_is_transient() {
 }
 
 #[tokio::test]
-async fn unreachable_provider_is_transient() {
+async fn unreachable_provider_is_unreachable_and_says_why() {
     // Bind then drop: nothing listens there.
     let addr = TcpListener::bind("127.0.0.1:0")
         .await
@@ -818,7 +812,10 @@ async fn unreachable_provider_is_transient() {
         .submit(request("ref-down", ModelKind::Video, None, &params, None))
         .await
         .unwrap_err();
-    assert!(matches!(err, ProviderError::Transient(_)), "{err:?}");
+    assert!(
+        matches!(&err, ProviderError::Unreachable { message, .. } if message.contains("connection refused")),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]

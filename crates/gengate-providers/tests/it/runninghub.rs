@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use gengate_core::ModelKind;
-use gengate_providers::mock::{Faults, MockConfig, MockKind, serve};
+use gengate_providers::mock::{Faults, MockConfig, MockKind};
 use gengate_providers::runninghub::{RunningHub, RunningHubSettings};
 use gengate_providers::sim::Behavior;
 use gengate_providers::{FollowRef, JobState, Provider, ProviderError, SubmitRequest};
@@ -39,21 +39,19 @@ impl Mock {
         fail_rate: f64,
         tweak: impl FnOnce(&mut MockConfig),
     ) -> Mock {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
         let behavior = Behavior {
             latency_min: Duration::from_millis(200),
             latency_max: Duration::from_millis(350),
             fail_rate,
         };
-        let mut cfg = MockConfig::new(behavior, concurrency, &url, KEY);
+        let mut cfg = MockConfig::new(behavior, concurrency, "", KEY);
         tweak(&mut cfg);
         let stop = CancellationToken::new();
-        tokio::spawn(serve(MockKind::Runninghub, listener, cfg, stop.clone()));
+        let url = crate::serve_mock(MockKind::Runninghub, cfg, stop.clone()).await;
         Mock {
             url,
             stop,
-            http: reqwest::Client::new(),
+            http: crate::client(Duration::from_secs(10)),
         }
     }
 
@@ -108,7 +106,7 @@ fn adapter_at(url: &str, key: &str, timeout: Duration) -> RunningHub {
         RunningHubSettings {
             base_url: url.to_owned(),
             api_key: key.to_owned(),
-            timeout,
+            client: crate::client(timeout),
             retry_after: RETRY_AFTER,
         },
     )

@@ -72,6 +72,28 @@ pub(crate) struct Health {
     pause: Option<Pause>,
     /// Times the circuit opened and the account paused, for the stats.
     pub(crate) opened: u64,
+    /// The last failed call without a usable answer, kept after recovery
+    /// (its time says how old it is).
+    last_error: Option<LastError>,
+}
+
+#[derive(Debug, Clone)]
+struct LastError {
+    at: i64,
+    message: String,
+    fix: Option<&'static str>,
+}
+
+/// The last call to a provider that failed without a usable answer.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LastErrorView {
+    /// When (RFC 3339).
+    pub at: String,
+    /// What happened, with its cause (URLs redacted), e.g. "certificate not
+    /// trusted (UnknownIssuer)" or "connection refused".
+    pub message: String,
+    /// What an operator can do about it, when there is something to say.
+    pub fix: Option<String>,
 }
 
 /// What `/v1/admin/stats` shows of an account's health.
@@ -89,6 +111,9 @@ pub struct HealthView {
     pub account_message: Option<String>,
     /// Times the circuit has opened since start.
     pub circuit_opened: u64,
+    /// The last call that failed without a usable answer (unreachable,
+    /// 5xx, timeout, garbage), even if calls work again since.
+    pub last_error: Option<LastErrorView>,
 }
 
 impl Health {
@@ -104,7 +129,17 @@ impl Health {
             probe_since: None,
             pause: None,
             opened: 0,
+            last_error: None,
         }
+    }
+
+    /// Remembers a failed call's cause for the stats.
+    pub(crate) fn note_error(&mut self, now: i64, message: &str, fix: Option<&'static str>) {
+        self.last_error = Some(LastError {
+            at: now,
+            message: message.to_owned(),
+            fix,
+        });
     }
 
     /// Whether one more submission may go now, given `in_flight` slots in use.
@@ -258,6 +293,11 @@ impl Health {
             account_problem: self.pause.as_ref().map(|p| p.problem),
             account_message: self.pause.as_ref().map(|p| p.message.clone()),
             circuit_opened: self.opened,
+            last_error: self.last_error.as_ref().map(|e| LastErrorView {
+                at: gengate_core::time::rfc3339(e.at),
+                message: e.message.clone(),
+                fix: e.fix.map(str::to_owned),
+            }),
         }
     }
 }

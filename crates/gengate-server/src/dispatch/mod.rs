@@ -37,7 +37,7 @@ use crate::now_ms;
 mod cluster;
 mod health;
 
-pub use health::{AccountProblem, HealthSettings, HealthView};
+pub use health::{AccountProblem, HealthSettings, HealthView, LastErrorView};
 use health::{Gate, Health};
 
 /// Timing knobs of the dispatcher.
@@ -1177,6 +1177,19 @@ impl Dispatcher {
                 warn!(task.id = %id, "submission of task {id} has an unknown outcome ({msg}); reconciling");
                 self.reconcile(lane, task).await;
             }
+            Err(ProviderError::Unreachable { message, fix }) => {
+                // Nothing reached the provider: the task waits in the queue
+                // with its attempt refunded (until its deadline), and the
+                // circuit breaker, which counted the failure, spaces out
+                // the tries.
+                let fix = fix.map_or(String::new(), |f| format!("; fix: {f}"));
+                warn!(task.id = %id, provider = %lane.name, "cannot reach provider {} for task {id}: {message}{fix}", lane.name);
+                let not_before = self.backoff_at(1);
+                self.transition_retrying(&id, Some(task), |t| {
+                    (t.status == Status::Submitting).then_some(Event::Defer { not_before })
+                })
+                .await;
+            }
             Err(e) => {
                 let (_, error) = classify_failure(&e);
                 warn!(task.id = %id, error = %e, "submission of task {id} to {} failed: {e}", lane.name);
@@ -1231,7 +1244,14 @@ impl Dispatcher {
                 );
                 error!(provider = %lane.name, "provider {} refused gengate's credentials ({code}: {message}); dispatching to it pauses", lane.name);
             }
-            ProviderError::Transient(_) | ProviderError::Ambiguous(_) => {
+            ProviderError::Unreachable { message, fix } => {
+                st.health.note_error(now, message, *fix);
+                if st.health.on_failure(now) {
+                    warn!(provider = %lane.name, "provider {} cannot be reached; its circuit opens", lane.name);
+                }
+            }
+            ProviderError::Transient(m) | ProviderError::Ambiguous(m) => {
+                st.health.note_error(now, m, None);
                 if st.health.on_failure(now) {
                     warn!(provider = %lane.name, "provider {} keeps failing; its circuit opens", lane.name);
                 }
@@ -1245,12 +1265,22 @@ impl Dispatcher {
     }
 
     /// Tells the lane's health what a status query's answer says.
-    fn record_poll(&self, lane: &Lane, ok: bool) {
+    fn record_poll(&self, lane: &Lane, result: &Result<JobState, ProviderError>) {
+        let failure = match result {
+            Err(ProviderError::Unreachable { message, fix }) => Some((message, *fix)),
+            Err(ProviderError::Transient(m) | ProviderError::Ambiguous(m)) => Some((m, None)),
+            _ => None,
+        };
         let mut st = lane.lock();
-        if ok {
-            st.health.on_poll_answer();
-        } else if st.health.on_poll_failure(now_ms()) {
-            warn!(provider = %lane.name, "provider {} keeps failing; its circuit opens", lane.name);
+        let now = now_ms();
+        match failure {
+            None => st.health.on_poll_answer(),
+            Some((message, fix)) => {
+                st.health.note_error(now, message, fix);
+                if st.health.on_poll_failure(now) {
+                    warn!(provider = %lane.name, "provider {} keeps failing ({message}); its circuit opens", lane.name);
+                }
+            }
         }
     }
 
@@ -1608,13 +1638,7 @@ impl Dispatcher {
                 provider_task_id: pid,
             })
             .await;
-        self.record_poll(
-            lane,
-            !matches!(
-                state,
-                Err(ProviderError::Transient(_) | ProviderError::Ambiguous(_))
-            ),
-        );
+        self.record_poll(lane, &state);
         let same_attempt =
             |t: &Task| t.status == Status::Running && t.provider_task_id.as_deref() == Some(pid);
         let result = match state {
@@ -1835,6 +1859,10 @@ fn entry_of(task: &Task) -> QueueEntry {
 /// A metric label and the task error for a provider failure.
 fn classify_failure(e: &ProviderError) -> (&'static str, TaskError) {
     match e {
+        ProviderError::Unreachable { message, .. } => (
+            "unreachable",
+            TaskError::new("provider_unreachable", message.clone(), true),
+        ),
         ProviderError::Transient(m) => (
             "transient",
             TaskError::new("provider_unavailable", m.clone(), true),

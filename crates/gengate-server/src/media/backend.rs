@@ -21,8 +21,15 @@ use tokio::io::AsyncWriteExt;
 #[error("storage: {0}")]
 pub struct StorageError(pub String);
 
+/// A storage error from any text: every URL in it redacted (a presigned
+/// URL's query carries its signature, which must reach no log or task).
 fn err(e: impl std::fmt::Display) -> StorageError {
-    StorageError(e.to_string())
+    StorageError(gengate_net::redact_text(&e.to_string()))
+}
+
+/// A storage error from a failed request: what happened, the URL redacted.
+fn http_err(e: &reqwest::Error) -> StorageError {
+    StorageError(gengate_net::Failure::of(e).to_string())
 }
 
 /// S3 settings, validated.
@@ -65,11 +72,11 @@ pub enum Backend {
 const SIGN_TTL: Duration = Duration::from_secs(3600);
 
 impl Backend {
-    /// The S3 backend.
+    /// The S3 backend, reached through `net`'s storage client.
     ///
     /// # Errors
     /// When the bucket settings do not make a valid URL.
-    pub fn s3(settings: S3Settings) -> Result<Self, StorageError> {
+    pub fn s3(settings: S3Settings, net: &gengate_net::Outbound) -> Result<Self, StorageError> {
         let style = if settings.path_style {
             UrlStyle::Path
         } else {
@@ -83,11 +90,7 @@ impl Backend {
         )
         .map_err(err)?;
         let creds = Credentials::new(settings.access_key.clone(), settings.secret_key.clone());
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
-            .build()
-            .map_err(err)?;
+        let client = net.storage(Duration::from_secs(300)).map_err(err)?;
         Ok(Backend::S3 {
             bucket,
             creds,
@@ -163,7 +166,7 @@ impl Backend {
                 let url = bucket
                     .delete_object(Some(creds), &format!("{}{key}", settings.prefix))
                     .sign(SIGN_TTL);
-                let r = client.delete(url).send().await.map_err(err)?;
+                let r = client.delete(url).send().await.map_err(|e| http_err(&e))?;
                 if r.status().is_success() || r.status() == reqwest::StatusCode::NOT_FOUND {
                     Ok(())
                 } else {
@@ -214,11 +217,11 @@ impl Backend {
                         action.with_continuation_token(t.clone());
                     }
                     let url = action.sign(SIGN_TTL);
-                    let r = client.get(url).send().await.map_err(err)?;
+                    let r = client.get(url).send().await.map_err(|e| http_err(&e))?;
                     if !r.status().is_success() {
                         return Err(err(format!("ListObjectsV2 answered {}", r.status())));
                     }
-                    let text = r.text().await.map_err(err)?;
+                    let text = r.text().await.map_err(|e| http_err(&e))?;
                     let page =
                         rusty_s3::actions::ListObjectsV2::parse_response(&text).map_err(err)?;
                     out.extend(
@@ -321,14 +324,14 @@ impl Writer<'_> {
                     .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
                     .send()
                     .await
-                    .map_err(err)?;
+                    .map_err(|e| http_err(&e))?;
                 if !r.status().is_success() {
                     return Err(err(format!(
                         "CreateMultipartUpload answered {}",
                         r.status()
                     )));
                 }
-                let text = r.text().await.map_err(err)?;
+                let text = r.text().await.map_err(|e| http_err(&e))?;
                 let created =
                     rusty_s3::actions::CreateMultipartUpload::parse_response(&text).map_err(err)?;
                 let id = created.upload_id().to_owned();
@@ -344,7 +347,12 @@ impl Writer<'_> {
         let url = bucket
             .upload_part(Some(creds), key, number, &id)
             .sign(SIGN_TTL);
-        let r = client.put(url).body(body).send().await.map_err(err)?;
+        let r = client
+            .put(url)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| http_err(&e))?;
         if !r.status().is_success() {
             return Err(err(format!("UploadPart answered {}", r.status())));
         }
@@ -403,7 +411,7 @@ impl Writer<'_> {
                         .body(body)
                         .send()
                         .await
-                        .map_err(err)?;
+                        .map_err(|e| http_err(&e))?;
                     return if r.status().is_success() {
                         Ok(())
                     } else {
@@ -441,7 +449,7 @@ impl Writer<'_> {
                     .body(action.body())
                     .send()
                     .await
-                    .map_err(err)?;
+                    .map_err(|e| http_err(&e))?;
                 // S3 can answer 200 with an error document inside.
                 let ok = r.status().is_success();
                 let text = r.text().await.unwrap_or_default();

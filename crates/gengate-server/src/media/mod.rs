@@ -2,25 +2,26 @@
 //! operator's storage ([`backend`]) and records key, public URL, sniffed
 //! content type, size and SHA-256 on the task. The dispatcher runs it for
 //! tasks in `storing` and decides what a failure does to the task; this
-//! module owns what is fetched ([`guard`]), how it is checked ([`sniff`])
-//! and how it is streamed (one chunk in memory, or one S3 part).
+//! module owns how outputs are fetched (through a guarded client of
+//! `gengate_net`, whose address policy refuses private and special
+//! destinations; each redirect hop checked again), how they are checked
+//! ([`sniff`]) and how they are streamed (one chunk in memory, or one S3
+//! part).
 
 pub mod backend;
 pub mod gc;
-pub mod guard;
 pub mod sniff;
 pub mod thumb;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gengate_core::{Output, Task};
+use gengate_net::{Cause, Destinations, Failure, Forbidden, Outbound, check_url};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
 pub use backend::{Backend, S3Settings, StorageError};
-use guard::{Forbidden, GuardedResolver, Lookup, check_url, forbidden_in};
 
 /// Rules of the media step.
 #[derive(Clone)]
@@ -84,12 +85,17 @@ pub struct Media {
     pub backend: Backend,
     pub settings: Settings,
     client: reqwest::Client,
+    /// Where the client may connect (public addresses unless
+    /// `media.allow_private`).
+    destinations: Destinations,
     /// This server's own media: (dir, `<public_url>/media`), where the
     /// in-process simulator's outputs already are.
     own: (std::path::PathBuf, String),
 }
 
 impl Media {
+    /// Fetches go through a guarded client of `net`.
+    ///
     /// # Errors
     /// When the HTTP client cannot be built.
     pub fn new(
@@ -97,21 +103,15 @@ impl Media {
         settings: Settings,
         own_dir: std::path::PathBuf,
         own_base_url: String,
-        lookup: Arc<dyn Lookup>,
+        net: &Outbound,
     ) -> anyhow::Result<Self> {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(GuardedResolver {
-                lookup,
-                allow_private: settings.allow_private,
-            }))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(settings.fetch_timeout)
-            .build()?;
+        let destinations = Destinations::guarded(settings.allow_private, "media.allow_private");
+        let client = net.guarded(destinations, settings.fetch_timeout)?;
         Ok(Self {
             backend,
             settings,
             client,
+            destinations,
             own: (own_dir, own_base_url),
         })
     }
@@ -338,13 +338,14 @@ impl Media {
         let mut url = reqwest::Url::parse(&out.url)
             .map_err(|e| CopyError::Refused(format!("bad output URL: {e}")))?;
         for _ in 0..=MAX_REDIRECTS {
-            check_url(&url, &allowed, self.settings.allow_private)?;
+            check_url(&url, &allowed, self.destinations)?;
             let r = match self.client.get(url.clone()).send().await {
                 Ok(r) => r,
                 Err(e) => {
-                    return Err(match forbidden_in(&e) {
-                        Some(f) => f.into(),
-                        None => CopyError::Transient(format!("fetching the output: {e}")),
+                    let failure = Failure::of(&e);
+                    return Err(match failure.cause {
+                        Cause::Forbidden(why) => Forbidden(why).into(),
+                        _ => CopyError::Transient(format!("fetching the output: {failure}")),
                     });
                 }
             };
@@ -424,10 +425,9 @@ impl Source {
 
     async fn chunk(&mut self) -> Result<Option<bytes::Bytes>, CopyError> {
         match self {
-            Source::Http(r) => r
-                .chunk()
-                .await
-                .map_err(|e| CopyError::Transient(format!("reading the output: {e}"))),
+            Source::Http(r) => r.chunk().await.map_err(|e| {
+                CopyError::Transient(format!("reading the output: {}", Failure::of(&e)))
+            }),
             Source::File(f) => {
                 let mut buf = vec![0u8; FILE_CHUNK];
                 let n = f

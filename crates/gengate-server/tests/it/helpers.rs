@@ -280,6 +280,41 @@ impl Drop for TestApp {
     }
 }
 
+/// The CA behind the HTTPS mocks' certificates: one per test binary, with
+/// one certificate for 127.0.0.1 and localhost.
+pub(crate) struct TestCa {
+    pub(crate) pem: String,
+    pub(crate) server: Arc<rustls::ServerConfig>,
+}
+
+pub(crate) fn test_ca() -> &'static TestCa {
+    static CA: std::sync::OnceLock<TestCa> = std::sync::OnceLock::new();
+    CA.get_or_init(|| {
+        use gengate_providers::mock::tls::{Leaf, ThrowawayCa};
+        let ca = ThrowawayCa::new().expect("a CA");
+        TestCa {
+            pem: ca.pem(),
+            server: ca
+                .server_config(&Leaf::for_names(&["127.0.0.1", "localhost"]))
+                .expect("a certificate"),
+        }
+    })
+}
+
+/// A client that trusts the test CA (for the HTTPS mocks' own routes).
+pub(crate) fn ca_client() -> reqwest::Client {
+    let trust = gengate_net::Trust::with_pem(test_ca().pem.as_bytes(), None).expect("CA");
+    gengate_net::Outbound::new(trust).tool(Duration::from_secs(10))
+}
+
+/// Makes the server trust the test CA, as an operator does with
+/// `tls.ca_file` (its PEM is written into the test's data dir).
+pub(crate) fn trust_test_ca(cfg: &mut Config) {
+    let path = cfg.server.data_dir.join("test-ca.pem");
+    std::fs::write(&path, &test_ca().pem).expect("CA file written");
+    cfg.tls.ca_file = Some(path);
+}
+
 pub(crate) fn prompt(p: &str) -> Value {
     serde_json::json!({"model": "sim-image", "input": {"prompt": p, "size": "512x512"}})
 }

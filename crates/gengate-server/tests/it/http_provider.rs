@@ -1,7 +1,7 @@
 //! gengate against the sim mock over HTTP: back-pressure, reconciliation of a
 //! task whose submission answer was lost, and an unreachable provider.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use gengate_core::task::NewTask;
 use gengate_core::{Event, Role, apply};
@@ -162,23 +162,49 @@ async fn a_task_caught_in_submitting_is_found_by_reference_not_submitted_again()
     );
 }
 
+/// Nothing can reach a provider that cannot be connected to, so no attempt
+/// is spent: the task waits in the queue (the circuit breaker spacing the
+/// tries) until its deadline, and the admin stats say why.
 #[tokio::test]
-async fn an_unreachable_provider_is_retried_then_reported() {
+async fn an_unreachable_provider_keeps_the_task_queued_without_spending_attempts() {
     // A port with nothing listening.
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let app = spawn_app_with(move |cfg| {
-        cfg.providers.get_mut("sim").unwrap().base_url = Some(url);
+        let sim = cfg.providers.get_mut("sim").unwrap();
+        sim.base_url = Some(url);
+        sim.breaker_cooldown = Dur(Duration::from_millis(300));
+        cfg.models.get_mut("sim-image").unwrap().deadline = Dur(Duration::from_secs(3));
         cfg.dispatch.retry_base = Dur(Duration::from_millis(20));
     })
     .await;
     let id = app.post_task(&prompt("nobody home")).await.id();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let health = loop {
+        let stats = app.get_as(&app.admin_key, "/v1/admin/stats").await;
+        let health = stats.body["providers"][0]["health"].clone();
+        if health["last_error"]["message"].is_string() {
+            break health;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no error reported: {}",
+            stats.body
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let message = health["last_error"]["message"].as_str().unwrap();
+    assert!(message.contains("connection refused"), "{health}");
+    assert!(health["last_error"]["fix"].is_string(), "{health}");
+    let t = app.get_task(&id).await;
+    assert_eq!(t.status_text(), "queued", "{}", t.body);
+    assert_eq!(t.body["attempts"], 0, "{}", t.body);
     app.dispatch_until_idle().await;
     let t = app.get_task(&id).await;
     assert_eq!(t.status_text(), "failed", "{}", t.body);
-    assert_eq!(t.body["error"]["code"], "provider_unavailable");
-    assert_eq!(t.body["attempts"], 3);
+    assert_eq!(t.body["error"]["code"], "deadline_exceeded");
+    assert_eq!(t.body["attempts"], 0, "never submitted: {}", t.body);
 }
 
 #[tokio::test]

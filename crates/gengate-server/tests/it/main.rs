@@ -14,4 +14,5 @@ mod ops;
 mod paging;
 mod polling_budget;
 mod providers;
+mod tls;
 mod webhooks;

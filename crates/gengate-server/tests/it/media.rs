@@ -16,10 +16,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use gengate_core::task::NewTask;
 use gengate_core::{Output, Task};
+use gengate_net::{Lookup, Outbound};
 use gengate_providers::mock::{MockConfig, serve_sim};
 use gengate_providers::sim::Behavior;
 use gengate_server::config::{Bytes, MediaBackend};
-use gengate_server::media::guard::Lookup;
 use gengate_server::media::{self, Backend, CopyError, Media, S3Settings};
 use serde_json::json;
 use sha2::Digest;
@@ -169,7 +169,7 @@ fn local_media(dir: &std::path::Path, s: media::Settings, lookup: Vec<IpAddr>) -
         s,
         dir.to_owned(),
         "http://gg.test/media".into(),
-        Arc::new(FixedLookup(lookup)),
+        &Outbound::default().with_lookup(Arc::new(FixedLookup(lookup))),
     )
     .unwrap()
 }
@@ -618,11 +618,11 @@ async fn s3_backend_stores_objects_by_key_with_type_and_size_and_cdn_urls() {
     let mut s = settings(true, &[]);
     s.max_bytes = 64 << 20;
     let m = Media::new(
-        Backend::s3(s3_settings(&s3, &bucket)).unwrap(),
+        Backend::s3(s3_settings(&s3, &bucket), &Outbound::default()).unwrap(),
         s,
         dir.path().to_owned(),
         "http://gg.test/media".into(),
-        Arc::new(gengate_server::media::guard::SystemLookup),
+        &Outbound::default(),
     )
     .unwrap();
     // 12 MiB: three parts of a multipart upload; and a small single PUT.

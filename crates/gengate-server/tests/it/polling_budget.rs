@@ -36,6 +36,7 @@ async fn ten_thousand_tasks_of_30_to_60_s_cost_at_most_3_polls_each() {
         MockKind::Runninghub,
         listener,
         MockConfig::new(behavior, TASKS, &mock_url, KEY),
+        None,
         stop.clone(),
     ));
     let _stop = stop.drop_guard();

@@ -14,17 +14,20 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::helpers::*;
 
-const KLING_CREDENTIALS: (&str, &str) = ("ak-test", "sk-test");
-const RH_KEY: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const KLING_CREDENTIALS: (&str, &str) = ("ak-test", "sk-test");
+pub(crate) const RH_KEY: &str = "0123456789abcdef0123456789abcdef";
+pub(crate) const HUNYUAN_CREDENTIALS: (&str, &str) = ("AKIDtestHunyuan", "hunyuan-secret");
 
-struct Mock {
-    url: String,
+pub(crate) struct Mock {
+    pub(crate) url: String,
     _stop: DropGuard,
 }
 
 impl Mock {
-    async fn stats(&self) -> Value {
-        reqwest::get(format!("{}/_mock/stats", self.url))
+    pub(crate) async fn stats(&self) -> Value {
+        ca_client()
+            .get(format!("{}/_mock/stats", self.url))
+            .send()
             .await
             .unwrap()
             .json()
@@ -33,7 +36,7 @@ impl Mock {
     }
 
     async fn inject(&self, code: &str, count: usize) {
-        let r = reqwest::Client::new()
+        let r = ca_client()
             .post(format!("{}/_mock/inject", self.url))
             .json(&json!({"code": code, "count": count}))
             .send()
@@ -43,7 +46,7 @@ impl Mock {
     }
 }
 
-async fn spawn_mock(
+pub(crate) async fn spawn_mock(
     kind: MockKind,
     credentials: &str,
     latency_ms: (u64, u64),
@@ -51,7 +54,9 @@ async fn spawn_mock(
     faults: Faults,
 ) -> Mock {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    // Over HTTPS, as the real providers are; the server trusts the test
+    // CA through tls.ca_file (see `add_provider`).
+    let url = format!("https://{}", listener.local_addr().unwrap());
     let behavior = Behavior {
         latency_min: Duration::from_millis(latency_ms.0),
         latency_max: Duration::from_millis(latency_ms.1),
@@ -60,7 +65,13 @@ async fn spawn_mock(
     let mut cfg = MockConfig::new(behavior, concurrency, &url, credentials);
     cfg.faults = faults;
     let stop = CancellationToken::new();
-    tokio::spawn(mock::serve(kind, listener, cfg, stop.clone()));
+    tokio::spawn(mock::serve(
+        kind,
+        listener,
+        cfg,
+        Some(test_ca().server.clone()),
+        stop.clone(),
+    ));
     Mock {
         url,
         _stop: stop.drop_guard(),
@@ -73,7 +84,14 @@ async fn kling_mock(latency_ms: (u64, u64), concurrency: usize, faults: Faults) 
 }
 
 /// Adds provider entry `name` of `kind` at `url` and model `model` on it.
-fn add_provider(cfg: &mut Config, name: &str, kind: ProviderKind, url: &str, model_toml: &str) {
+pub(crate) fn add_provider(
+    cfg: &mut Config,
+    name: &str,
+    kind: ProviderKind,
+    url: &str,
+    model_toml: &str,
+) {
+    trust_test_ca(cfg);
     let mut p = provider_config(kind);
     p.base_url = Some(url.to_owned());
     p.concurrency = 8;
@@ -87,14 +105,18 @@ fn add_provider(cfg: &mut Config, name: &str, kind: ProviderKind, url: &str, mod
             p.secret_key = KLING_CREDENTIALS.1.into();
         }
         ProviderKind::Runninghub => p.api_key = RH_KEY.into(),
-        _ => {}
+        ProviderKind::Hunyuan => {
+            p.secret_id = HUNYUAN_CREDENTIALS.0.into();
+            p.secret_key = HUNYUAN_CREDENTIALS.1.into();
+        }
+        ProviderKind::Sim => {}
     }
     cfg.providers.insert(name.to_owned(), p);
     let model: ModelConfig = toml::from_str(model_toml).expect("model config parses");
     cfg.models.insert(format!("{name}-model"), model);
 }
 
-fn kling_model(provider: &str, expected: &str) -> String {
+pub(crate) fn kling_model(provider: &str, expected: &str) -> String {
     format!(
         r#"provider = "{provider}"
 kind = "video"
@@ -110,7 +132,7 @@ duration = "5"
     )
 }
 
-fn task(model: &str, prompt: &str) -> Value {
+pub(crate) fn task(model: &str, prompt: &str) -> Value {
     json!({"model": model, "input": {"prompt": prompt}})
 }
 
@@ -143,7 +165,7 @@ nodeInfoList = [{{nodeId = "6", fieldName = "text", fieldValue = "{{{{prompt}}}}
 }
 
 /// Waits until every task in `ids` is finished; returns them.
-async fn wait_finished(app: &TestApp, ids: &[String], within: Duration) -> Vec<Value> {
+pub(crate) async fn wait_finished(app: &TestApp, ids: &[String], within: Duration) -> Vec<Value> {
     let deadline = Instant::now() + within;
     loop {
         let mut all = Vec::new();
@@ -165,7 +187,7 @@ async fn wait_finished(app: &TestApp, ids: &[String], within: Duration) -> Vec<V
     }
 }
 
-async fn admin_stats(app: &TestApp, provider: &str) -> Value {
+pub(crate) async fn admin_stats(app: &TestApp, provider: &str) -> Value {
     let stats = app.get_as(&app.admin_key, "/v1/admin/stats").await;
     stats.body["providers"]
         .as_array()

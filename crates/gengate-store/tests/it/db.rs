@@ -235,6 +235,7 @@ pub(crate) fn options(node: &str, lease: Duration) -> OpenOptions {
         pool_size: POOL,
         pool_timeout: Duration::from_secs(10),
         migrate: false,
+        ca_file: None,
     }
 }
 
