@@ -213,9 +213,8 @@ mod tests {
     fn a_missing_or_empty_ca_file_is_refused_with_its_path() {
         let e = Trust::load(Some(Path::new("/nonexistent/ca.pem"))).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/ca.pem"), "{e}");
-        let dir = std::env::temp_dir().join(format!("gengate-net-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let empty = dir.join("empty.pem");
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "nothing here\n").unwrap();
         let e = Trust::load(Some(&empty)).unwrap_err();
         assert!(matches!(e, TrustError::Empty { .. }), "{e}");

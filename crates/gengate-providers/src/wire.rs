@@ -108,10 +108,12 @@ pub(crate) fn lenient_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<S
 }
 
 /// Prefix of a short body for error messages: never the whole body (it may
-/// carry prompts or URLs), and never invalid UTF-8.
+/// carry prompts or URLs), never a URL's query (signed output URLs), and
+/// never invalid UTF-8.
 pub(crate) fn snippet(body: &[u8]) -> String {
     let s = String::from_utf8_lossy(&body[..body.len().min(120)]);
-    s.chars().filter(|c| !c.is_control()).collect()
+    let s: String = s.chars().filter(|c| !c.is_control()).collect();
+    gengate_net::redact_text(&s)
 }
 
 #[cfg(test)]

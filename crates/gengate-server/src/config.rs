@@ -1213,7 +1213,13 @@ mod tests {
     #[test]
     fn readme_configuration_examples_load() {
         let blocks = readme_toml_blocks();
-        for marker in ["[limits]", "redis_url = \"redis://10.0.0.5:6379\""] {
+        for marker in [
+            "[limits]",
+            "redis_url = \"redis://10.0.0.5:6379\"",
+            "ca_file = \"/etc/gengate/ca.pem\"   # PEM",
+            "proxy = \"http://10.0.0.2:3128\"   # every request",
+            "redis_url = \"rediss://",
+        ] {
             let block = blocks
                 .iter()
                 .find(|b| b.contains(marker))

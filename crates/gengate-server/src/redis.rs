@@ -219,4 +219,31 @@ mod tests {
         assert_eq!(msg.get_channel_name(), channel);
         assert_eq!(msg.get_payload_bytes(), b"hello world");
     }
+
+    /// `rediss://` against the TLS server of `TEST_REDISS_URL`, whose
+    /// certificate comes from the CA in `TEST_TLS_CA`: trusted through
+    /// `tls.ca_file`, refused without it.
+    #[tokio::test]
+    async fn rediss_is_verified_against_tls_ca_file() {
+        let (Some(url), Some(ca)) = (
+            crate::test_service_url("TEST_REDISS_URL"),
+            crate::test_service_url("TEST_TLS_CA"),
+        ) else {
+            return;
+        };
+        let trust = Trust::load(Some(std::path::Path::new(&ca))).unwrap();
+        let r = Redis::open(&url, &trust, Duration::from_secs(2)).unwrap();
+        let pong: String = r.query(&redis::cmd("PING")).await.unwrap();
+        assert_eq!(pong, "PONG");
+        let untrusting = Redis::open(&url, &Trust::public(), Duration::from_secs(2)).unwrap();
+        let e = untrusting
+            .query::<String>(&redis::cmd("PING"))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.to_lowercase().contains("certificate") || e.contains("UnknownIssuer"),
+            "{e}"
+        );
+    }
 }

@@ -1685,7 +1685,10 @@ impl Dispatcher {
                 }
                 r.map(|_| ())
             }
-            Ok(JobState::Failed { error }) => {
+            Ok(JobState::Failed { mut error }) => {
+                // The provider's reason goes to the task's owner: without
+                // the queries of any URLs it names.
+                error.message = gengate_net::redact_text(&error.message);
                 info!(task.id = %id, code = %error.code, "task {id} failed at {}: {}", lane.name, error.message);
                 self.fail_attempt(id, pid, error).await
             }
@@ -1858,6 +1861,13 @@ fn entry_of(task: &Task) -> QueueEntry {
 
 /// A metric label and the task error for a provider failure.
 fn classify_failure(e: &ProviderError) -> (&'static str, TaskError) {
+    let (kind, mut error) = failure_of(e);
+    // Provider texts can name URLs; the task's owner sees none's query.
+    error.message = gengate_net::redact_text(&error.message);
+    (kind, error)
+}
+
+fn failure_of(e: &ProviderError) -> (&'static str, TaskError) {
     match e {
         ProviderError::Unreachable { message, .. } => (
             "unreachable",

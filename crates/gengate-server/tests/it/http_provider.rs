@@ -174,7 +174,10 @@ async fn an_unreachable_provider_keeps_the_task_queued_without_spending_attempts
     let app = spawn_app_with(move |cfg| {
         let sim = cfg.providers.get_mut("sim").unwrap();
         sim.base_url = Some(url);
-        sim.breaker_cooldown = Dur(Duration::from_millis(300));
+        // One failure opens the circuit until after the deadline: no
+        // further try can race the reads below.
+        sim.breaker_failures = 1;
+        sim.breaker_cooldown = Dur(Duration::from_secs(60));
         cfg.models.get_mut("sim-image").unwrap().deadline = Dur(Duration::from_secs(3));
         cfg.dispatch.retry_base = Dur(Duration::from_millis(20));
     })

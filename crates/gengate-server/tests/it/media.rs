@@ -48,13 +48,13 @@ struct To {
 }
 
 /// A file server on loopback standing in for a provider's CDN.
-struct Origin {
-    url: String,
+pub(crate) struct Origin {
+    pub(crate) url: String,
     connections: Arc<AtomicUsize>,
     _stop: tokio_util::sync::DropGuard,
 }
 
-async fn origin() -> Origin {
+pub(crate) async fn origin() -> Origin {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = Router::new()
@@ -146,7 +146,7 @@ impl Lookup for FixedLookup {
     }
 }
 
-fn settings(allow_private: bool, allowed_hosts: &[&str]) -> media::Settings {
+pub(crate) fn settings(allow_private: bool, allowed_hosts: &[&str]) -> media::Settings {
     media::Settings {
         concurrency: 2,
         max_bytes: 1 << 20,
@@ -174,7 +174,7 @@ fn local_media(dir: &std::path::Path, s: media::Settings, lookup: Vec<IpAddr>) -
     .unwrap()
 }
 
-fn task_with(url: &str, content_type: &str, expires_at: Option<i64>) -> Task {
+pub(crate) fn task_with(url: &str, content_type: &str, expires_at: Option<i64>) -> Task {
     let mut t = NewTask {
         id: "tsk_01TEST".into(),
         user_id: 1,
@@ -594,7 +594,7 @@ async fn make_bucket(s3: &str, bucket: &str) {
     );
 }
 
-fn s3_settings(s3: &str, bucket: &str) -> S3Settings {
+pub(crate) fn s3_settings(s3: &str, bucket: &str) -> S3Settings {
     S3Settings {
         endpoint: s3.parse().unwrap(),
         region: "us-east-1".into(),
@@ -721,7 +721,7 @@ fn signed_get(s3: &str, bucket: &str, key: &str) -> reqwest::Url {
         .sign(Duration::from_secs(600))
 }
 
-fn rand_suffix() -> String {
+pub(crate) fn rand_suffix() -> String {
     format!("{:x}", rand::random::<u64>())
 }
 

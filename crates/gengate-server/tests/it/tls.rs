@@ -160,7 +160,11 @@ async fn an_untrusted_certificate_submits_nothing_until_its_ca_is_trusted() {
         &runninghub_model("rh", "200ms..400ms"),
     );
     let trusted = cfg.tls.ca_file.take().expect("add_provider trusts the CA");
-    cfg.providers.get_mut("rh").unwrap().breaker_cooldown = Dur(Duration::from_millis(300));
+    // One failure opens the circuit for long: no further try can race the
+    // reads below (a try holds the task in `submitting` for a moment).
+    let rh = cfg.providers.get_mut("rh").unwrap();
+    rh.breaker_failures = 1;
+    rh.breaker_cooldown = Dur(Duration::from_secs(120));
     let cfg = cfg.finish().unwrap();
     let store = gengate_store::open(&cfg.store_url()).await.unwrap();
     let app = spawn_on(cfg.clone(), store, tempfile::tempdir().unwrap()).await;
@@ -268,6 +272,10 @@ async fn a_provider_redirect_is_refused_and_its_target_receives_nothing() {
             &url,
             &runninghub_model("rh", "200ms..400ms"),
         );
+        // One try, then the circuit stays open: nothing races the reads.
+        let rh = cfg.providers.get_mut("rh").unwrap();
+        rh.breaker_failures = 1;
+        rh.breaker_cooldown = Dur(Duration::from_secs(120));
     })
     .await;
     let id = app.post_task(&task("rh-model", "a fox")).await.id();
@@ -322,4 +330,97 @@ async fn a_provider_entry_reaches_its_api_through_its_proxy() {
     app.dispatch_until_idle().await;
     let t = app.get_task(&id).await;
     assert_eq!(t.status_text(), "succeeded", "{}", t.body);
+}
+
+/// A test service's setting: `None` when unset, except under `CI=true`.
+fn service_var(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Some(v),
+        _ if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{var} is not set; CI must run this test (.ci/run sets it)")
+        }
+        _ => {
+            eprintln!("skipped: {var} is not set");
+            None
+        }
+    }
+}
+
+/// Object storage over HTTPS with a private CA (MinIO's case): copies work
+/// once the CA is in `tls.ca_file`, and fail, saying why, until then.
+#[tokio::test]
+async fn the_s3_backend_stores_over_https_trusting_tls_ca_file() {
+    use gengate_server::media::{Backend, CopyError, Media};
+    let (Some(s3), Some(ca)) = (service_var("TEST_S3_TLS_URL"), service_var("TEST_TLS_CA")) else {
+        return;
+    };
+    let trust = gengate_net::Trust::load(Some(std::path::Path::new(&ca))).unwrap();
+    let net = gengate_net::Outbound::new(trust);
+    let bucket = format!("gg-tls-{}", crate::media::rand_suffix());
+    let r = net
+        .storage(Duration::from_secs(10))
+        .unwrap()
+        .put(format!("{s3}/{bucket}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let o = crate::media::origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let media = |net: &gengate_net::Outbound| {
+        Media::new(
+            Backend::s3(crate::media::s3_settings(&s3, &bucket), net).unwrap(),
+            crate::media::settings(true, &[]),
+            dir.path().to_owned(),
+            "http://gg.test/media".into(),
+            net,
+        )
+        .unwrap()
+    };
+    let task = crate::media::task_with(&format!("{}/img.png", o.url), "image/png", None);
+    let out = media(&net)
+        .copy_one(&task, 0, &task.outputs[0])
+        .await
+        .unwrap();
+    assert_eq!(out.key.as_deref(), Some("t/tsk_01TEST/0.png"));
+    let err = media(&gengate_net::Outbound::default())
+        .copy_one(&task, 0, &task.outputs[0])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CopyError::Transient(_)), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("certificate not trusted"), "{text}");
+    assert!(!text.contains("X-Amz-") && !text.contains('?'), "{text}");
+}
+
+/// A failed upload's error reaches the task's owner: it must not carry the
+/// presigned URL (signature and credential in its query).
+#[tokio::test]
+async fn an_s3_failure_puts_no_signed_url_in_the_tasks_error() {
+    // Nothing listens at the endpoint: every PutObject fails to connect.
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = spawn_app_with(move |cfg| {
+        cfg.media.backend = gengate_server::config::MediaBackend::S3;
+        let s3 = &mut cfg.media.s3;
+        s3.endpoint = Some(endpoint);
+        s3.bucket = "results".into();
+        s3.path_style = true;
+        s3.access_key = "AKIAEXAMPLE".into();
+        s3.secret_key = "secret".into();
+        s3.public_base_url = Some("https://cdn.example.com".into());
+        cfg.media.max_attempts = 2;
+    })
+    .await;
+    let id = app.post_task(&prompt("signed")).await.id();
+    app.dispatch_until_idle().await;
+    let t = app.get_task(&id).await;
+    assert_eq!(t.status_text(), "failed", "{}", t.body);
+    assert_eq!(t.body["error"]["code"], "output_copy_failed");
+    let message = t.body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("connection refused"), "{message}");
+    for leak in ["X-Amz-", "Signature", "Credential", "?"] {
+        assert!(!message.contains(leak), "{leak} in {message}");
+    }
 }

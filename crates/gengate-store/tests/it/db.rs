@@ -57,21 +57,26 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn server_url(kind: Kind) -> Option<String> {
     let var = kind.var();
+    let url = service_var(var);
+    if url.is_none() && !SKIP_NOTED[kind as usize].swap(true, Ordering::Relaxed) {
+        // Straight to stderr: the test harness captures print macros.
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: {var} is not set; the {kind:?} store tests pass without running"
+        );
+    }
+    url
+}
+
+/// The value of `var` (a test server's URL, a CA file): `None` when it is
+/// unset, except under `CI=true`, where a missing one fails the test.
+pub(crate) fn service_var(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(url) if !url.is_empty() => Some(url),
         _ if std::env::var("CI").as_deref() == Ok("true") => {
             panic!("{var} is not set: under CI=true every backend is tested")
         }
-        _ => {
-            if !SKIP_NOTED[kind as usize].swap(true, Ordering::Relaxed) {
-                // Straight to stderr: the test harness captures print macros.
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "note: {var} is not set; the {kind:?} store tests pass without running"
-                );
-            }
-            None
-        }
+        _ => None,
     }
 }
 
@@ -215,6 +220,13 @@ impl Db {
         gengate_store::open_with(&self.url, &options(node, lease))
             .await
             .unwrap_or_else(|e| panic!("opening {}: {e}", self.url))
+    }
+
+    /// This database at the server `url` names, with `url`'s parameters
+    /// (`sslmode=…`, `ssl-mode=…`).
+    pub(crate) fn at(&self, url: &str) -> String {
+        let (_, name) = self.server.as_ref().expect("a database on a server");
+        with_database(url, name)
     }
 
     pub(crate) fn shared(&self) -> bool {

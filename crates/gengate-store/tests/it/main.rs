@@ -6,6 +6,7 @@
 
 mod db;
 mod shared;
+mod tls;
 
 use db::Db;
 use gengate_core::task::NewTask;

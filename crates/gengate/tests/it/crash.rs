@@ -35,10 +35,20 @@ async fn statuses(client: &reqwest::Client, url: &str, keys: &[String]) -> HashM
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_while_tasks_are_queued_and_running_loses_nothing_and_submits_nothing_twice() {
-    let dir = tempfile::tempdir().unwrap();
-    let cwd = dir.path();
+/// The provider account a crash test runs against: a mock process, the
+/// config that reaches it, and the model to create tasks of.
+struct Account {
+    mock: Proc,
+    config: String,
+    model: &'static str,
+    /// Input fields besides the prompt.
+    input: Value,
+    /// The client that reads the mock's ledger (it trusts the mock's CA).
+    client: reqwest::Client,
+}
+
+/// The sim mock over plain HTTP.
+fn sim_account(cwd: &std::path::Path) -> Account {
     let mock = Proc::start(
         &[
             "mock-provider",
@@ -53,15 +63,109 @@ async fn kill_9_while_tasks_are_queued_and_running_loses_nothing_and_submits_not
         ],
         cwd,
     );
+    let config = format!(
+        "[providers.sim]\nkind = \"sim\"\nbase_url = \"{}\"\nconcurrency = 8\n\n[dispatch]\npoll_initial = \"200ms\"\npoll_max = \"500ms\"\n\n[media]\nallow_private = true\n",
+        mock.url
+    );
+    Account {
+        mock,
+        config,
+        model: "sim-image",
+        input: json!({"size": "512x512"}),
+        client: reqwest::Client::new(),
+    }
+}
+
+/// The RunningHub mock over HTTPS, with a throwaway CA that gengate trusts
+/// through `tls.ca_file`.
+fn runninghub_https_account(cwd: &std::path::Path) -> Account {
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+    let ca = cwd.join("mock-ca.pem");
+    let mock = Proc::start(
+        &[
+            "mock-provider",
+            "--kind",
+            "runninghub",
+            "--listen",
+            "127.0.0.1:0",
+            "--credentials",
+            KEY,
+            "--latency",
+            "1s..3s",
+            "--concurrency",
+            "8",
+            "--tls",
+            "--tls-ca-out",
+            ca.to_str().unwrap(),
+        ],
+        cwd,
+    );
+    assert!(mock.url.starts_with("https://"), "{}", mock.url);
+    let config = format!(
+        r#"[tls]
+ca_file = "{ca}"
+
+[providers.rh]
+kind = "runninghub"
+base_url = "{url}"
+api_key = "{KEY}"
+concurrency = 8
+
+[models.rh-image]
+provider = "rh"
+kind = "image"
+expected = "1s..3s"
+[models.rh-image.input.prompt]
+type = "string"
+required = true
+[models.rh-image.params]
+workflowId = "1904136902449209346"
+nodeInfoList = [{{ nodeId = "6", fieldName = "text", fieldValue = "{{{{prompt}}}}" }}]
+
+[dispatch]
+poll_initial = "200ms"
+poll_max = "500ms"
+
+[media]
+allow_private = true  # the mock serves outputs on loopback
+"#,
+        ca = ca.display(),
+        url = mock.url,
+    );
+    let trust = gengate_net::Trust::load(Some(&ca)).expect("the mock's CA");
+    Account {
+        mock,
+        config,
+        model: "rh-image",
+        input: json!({}),
+        client: gengate_net::Outbound::new(trust).tool(Duration::from_secs(10)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_tasks_are_queued_and_running_loses_nothing_and_submits_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = sim_account(dir.path());
+    kill_9_loses_nothing_and_submits_nothing_twice(dir.path(), account).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_with_runninghub_over_https_loses_nothing_and_submits_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let account = runninghub_https_account(dir.path());
+    kill_9_loses_nothing_and_submits_nothing_twice(dir.path(), account).await;
+}
+
+async fn kill_9_loses_nothing_and_submits_nothing_twice(cwd: &std::path::Path, account: Account) {
+    let Account {
+        mock,
+        config: config_text,
+        model,
+        input,
+        client: mock_client,
+    } = account;
     let config = cwd.join("gengate.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[providers.sim]\nkind = \"sim\"\nbase_url = \"{}\"\nconcurrency = 8\n\n[dispatch]\npoll_initial = \"200ms\"\npoll_max = \"500ms\"\n\n[media]\nallow_private = true\n",
-            mock.url
-        ),
-    )
-    .unwrap();
+    std::fs::write(&config, config_text).unwrap();
     let data = cwd.join("data");
     let common = [
         "--config",
@@ -85,7 +189,11 @@ async fn kill_9_while_tasks_are_queued_and_running_loses_nothing_and_submits_not
         let r = client
             .post(format!("{}/v1/tasks", server.url))
             .bearer_auth(&keys[i % 3])
-            .json(&json!({"model": "sim-image", "input": {"prompt": format!("crash {i}"), "size": "512x512"}}))
+            .json(&{
+                let mut input = input.clone();
+                input["prompt"] = json!(format!("crash {i}"));
+                json!({"model": model, "input": input})
+            })
             .send()
             .await
             .unwrap();
@@ -145,7 +253,7 @@ async fn kill_9_while_tasks_are_queued_and_running_loses_nothing_and_submits_not
             assert_eq!(t["attempts"], 1, "{t}");
         }
     }
-    let stats = get_json(&client, &format!("{}/_mock/stats", mock.url), None).await;
+    let stats = get_json(&mock_client, &format!("{}/_mock/stats", mock.url), None).await;
     assert_eq!(
         stats["submissions"], 200,
         "exactly one submission per task: {stats}"

@@ -31,12 +31,18 @@ pub(crate) struct Proc {
 impl Proc {
     /// Starts `gengate ARGS` and waits for its "listening on http://…" line.
     pub(crate) fn start(args: &[&str], cwd: &Path) -> Proc {
+        Self::start_with_env(args, cwd, &[])
+    }
+
+    /// [`Proc::start`] with these environment variables set.
+    pub(crate) fn start_with_env(args: &[&str], cwd: &Path, env: &[(&str, &str)]) -> Proc {
         let stderr = if std::env::var_os("TEST_LOG").is_some() {
             Stdio::inherit()
         } else {
             Stdio::null()
         };
         let mut child = command(args, cwd)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
