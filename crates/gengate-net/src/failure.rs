@@ -278,6 +278,11 @@ impl fmt::Display for Failure {
     }
 }
 
+/// The [`Forbidden`] somewhere in an error's source chain, if any.
+pub fn forbidden_in(err: &(dyn Error + 'static)) -> Option<Forbidden> {
+    chain(err).find_map(|e| e.downcast_ref::<Forbidden>().cloned())
+}
+
 /// reqwest's own description of the failed step, without the URL it names.
 fn top_level(e: &reqwest::Error) -> String {
     if e.is_builder() {

@@ -194,11 +194,6 @@ fn host_matches(pattern: &str, host: &str) -> bool {
     }
 }
 
-/// The [`Forbidden`] somewhere in an error's source chain, if any.
-pub fn forbidden_in(err: &(dyn std::error::Error + 'static)) -> Option<Forbidden> {
-    crate::failure::chain(err).find_map(|e| e.downcast_ref::<Forbidden>().cloned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

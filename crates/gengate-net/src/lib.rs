@@ -17,9 +17,7 @@ mod tls;
 
 pub use body::{ReadError, read_capped};
 pub use client::{BuildError, Outbound};
-pub use failure::{Cause, Failure, NoSuchHost};
-pub use guard::{
-    Destinations, Forbidden, Lookup, SystemLookup, check_url, forbidden_in, is_public,
-};
+pub use failure::{Cause, Failure, NoSuchHost, forbidden_in};
+pub use guard::{Destinations, Forbidden, Lookup, SystemLookup, check_url, is_public};
 pub use redact::{redact_text, redact_url};
 pub use tls::{Trust, TrustError, crypto_provider};

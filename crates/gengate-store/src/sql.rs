@@ -804,17 +804,36 @@ async fn take_over_in<E: Engine>(
          ORDER BY lease_until LIMIT ? FOR UPDATE SKIP LOCKED",
         task_columns!()
     );
-    let mut taken = tasks::<E>(c, &sql, args![max]).await?;
-    let bump = format!(
-        "UPDATE tasks SET lease_owner = ?, lease_until = {now} + ?, version = version + 1, updated_at = {now} WHERE id = ?"
-    );
-    for t in &mut taken {
-        E::exec(c, &bump, args![me, lease_ms, t.id.as_str()]).await?;
-        // As stored (its `updated_at` is the database's clock now, so the
-        // change poll of a MySQL cluster sees takeovers too).
-        *t = task_by_id::<E>(c, &t.id)
-            .await?
-            .ok_or(sqlx::Error::RowNotFound)?;
+    let found = tasks::<E>(c, &sql, args![max]).await?;
+    if found.is_empty() {
+        return Ok(found);
+    }
+    // One statement for the batch, not one per task: a dead node may have
+    // held hundreds, and the promise is to resume them within a heartbeat.
+    let marks = vec!["?"; found.len()].join(", ");
+    let mut bump_args = args![me, lease_ms];
+    bump_args.extend(found.iter().map(|t| Arg::from(t.id.as_str())));
+    E::exec(
+        c,
+        &format!(
+            "UPDATE tasks SET lease_owner = ?, lease_until = {now} + ?, version = version + 1, \
+             updated_at = {now} WHERE id IN ({marks})"
+        ),
+        bump_args,
+    )
+    .await?;
+    // As stored (their `updated_at` is the database's clock now, so the
+    // change poll of a MySQL cluster sees takeovers too).
+    let taken = tasks::<E>(
+        c,
+        &format!(
+            "SELECT {} FROM tasks WHERE id IN ({marks})",
+            task_columns!()
+        ),
+        found.iter().map(|t| Arg::from(t.id.as_str())).collect(),
+    )
+    .await?;
+    for t in &taken {
         E::notify(c, &change_of(t, Some(me.to_owned()))).await?;
     }
     Ok(taken)

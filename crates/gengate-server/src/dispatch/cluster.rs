@@ -11,8 +11,9 @@
 //!   third of the lease period; every write it makes for the task is fenced
 //!   on that lease, so a node that stalled (paused, partitioned) past it
 //!   writes nothing once it wakes.
-//! - **Takeover**: every node looks for expired leases on each heartbeat and
-//!   resumes what it finds the way a restart does: running tasks are polled
+//! - **Takeover**: every node looks for expired leases every heartbeat
+//!   period (beside its heartbeats, never delaying them) and resumes what
+//!   it finds the way a restart does: running tasks are polled
 //!   by their stored provider id, tasks caught in `submitting` reconciled by
 //!   reference, storing tasks copied again. Nothing is submitted twice.
 //! - **Changes made elsewhere** (a cancel, a takeover) arrive through the
@@ -46,7 +47,7 @@ const RECONCILE_DELAY: Duration = Duration::from_secs(2);
 /// Queued tasks moved to a failover provider per model and pass.
 const FAILOVER_BATCH: u32 = 100;
 /// Tasks taken over per store call.
-const TAKEOVER_BATCH: u32 = 64;
+const TAKEOVER_BATCH: u32 = 256;
 
 impl Dispatcher {
     /// Whether this dispatcher shares its store with other nodes.
@@ -166,14 +167,18 @@ impl Dispatcher {
         self.inner.lease_epoch.lock().expect("epoch lock").clone()
     }
 
-    /// Renews this node's leases, lets go of everything when it stalled past
-    /// them, takes over tasks whose node died, and expires overdue tasks
-    /// nobody follows. At shutdown it only renews, until the work under way
-    /// is done.
+    /// Renews this node's leases, and lets go of everything when it stalled
+    /// past them. At shutdown it goes on renewing until the work under way
+    /// is done. Nothing else runs in a heartbeat: a renewal that waited
+    /// behind other work would let leases run out.
     pub(super) async fn lease_loop(self) {
         let lease = self.inner.lease;
         let beat = lease / 3;
         let mut last_renewed = Instant::now();
+        // Beats keep their schedule however long one takes (a slow store).
+        let mut ticks = tokio::time::interval(beat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks.tick().await;
         while !self.inner.stopped.is_cancelled() {
             // Past this, some lease may have run out before the renewal
             // below: nothing held can be trusted any more.
@@ -187,24 +192,35 @@ impl Dispatcher {
                 Ok(_) => last_renewed = Instant::now(),
                 Err(e) => warn!(error = %e, "renewing this node's leases failed: {e}"),
             }
-            let renewed = started.elapsed();
-            if !self.inner.shutdown.is_cancelled() {
-                self.take_over_expired(started, beat / 2).await;
-                self.expire_overdue().await;
-            }
             if started.elapsed() > beat / 2 {
                 warn!(
-                    renew_ms = renewed.as_millis() as u64,
-                    total_ms = started.elapsed().as_millis() as u64,
-                    "a heartbeat took {:?} (renewing {} leases took {renewed:?}); the store is slow",
-                    started.elapsed(),
-                    held.len()
+                    renew_ms = started.elapsed().as_millis() as u64,
+                    "renewing {} leases took {:?}; the store is slow",
+                    held.len(),
+                    started.elapsed()
                 );
             }
             tokio::select! {
                 () = self.inner.stopped.cancelled() => return,
-                () = tokio::time::sleep(beat) => {}
+                _ = ticks.tick() => {}
             }
+        }
+    }
+
+    /// Every heartbeat period: takes over tasks whose node died (all of
+    /// them, batch after batch) and expires overdue tasks nobody follows.
+    /// Runs beside the heartbeats, never in their way.
+    pub(super) async fn takeover_loop(self) {
+        let beat = self.inner.lease / 3;
+        let mut ticks = tokio::time::interval(beat);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = self.inner.shutdown.cancelled() => return,
+                _ = ticks.tick() => {}
+            }
+            self.take_over_expired().await;
+            self.expire_overdue().await;
         }
     }
 
@@ -253,10 +269,12 @@ impl Dispatcher {
         self.inner.changed.notify_waiters();
     }
 
-    /// Takes over expired leases in batches, for at most `budget` after
-    /// `started`: a heartbeat that runs long would itself let leases expire.
-    async fn take_over_expired(&self, started: Instant, budget: Duration) {
+    /// Takes over expired leases, in batches, until none is left.
+    async fn take_over_expired(&self) {
         loop {
+            if self.inner.shutdown.is_cancelled() {
+                return;
+            }
             let tasks = match self.inner.store.take_over(TAKEOVER_BATCH).await {
                 Ok(t) => t,
                 Err(e) => {
@@ -268,7 +286,7 @@ impl Dispatcher {
             for task in tasks {
                 self.adopt(task);
             }
-            if n < TAKEOVER_BATCH as usize || started.elapsed() >= budget {
+            if n < TAKEOVER_BATCH as usize {
                 return;
             }
         }

@@ -364,6 +364,9 @@ impl Dispatcher {
                 .spawn(self.clone().poll_loop(lane.clone()));
         }
         self.inner.tracker.spawn(self.clone().deadline_loop());
+        if clustered {
+            self.inner.tracker.spawn(self.clone().takeover_loop());
+        }
         self.inner.tracker.spawn(self.clone().housekeeping_loop());
         // Heartbeats go on through the shutdown grace, while submissions and
         // polls under way finish: a lease must not run out under live work.
