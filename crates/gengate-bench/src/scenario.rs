@@ -20,7 +20,7 @@ use rand::Rng as _;
 use serde_json::{Value, json};
 
 use crate::client::{self, Body};
-use crate::schedule::{Load, Session, paced};
+use crate::schedule::{Drive, Load, Session, paced};
 
 /// A scenario by name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -430,48 +430,6 @@ impl Plan {
         (!self.keys.is_empty()).then(|| &self.keys[index % self.keys.len()])
     }
 
-    /// What connection `s.index` does for the whole run.
-    pub async fn drive(&self, s: &mut Session) {
-        let user = self.key(s.index).cloned();
-        let key = user.as_ref().map(|u| u.key.as_str());
-        match self.scenario {
-            Scenario::Mixed => self.virtual_user(s).await,
-            Scenario::Raw => {
-                let t = self.template(Method::GET, &self.target.path_and_query, None, false);
-                paced(s, self.load, |_, _| ("raw", t.build(None))).await;
-            }
-            Scenario::Health => {
-                let t = self.template(Method::GET, "/healthz", None, false);
-                paced(s, self.load, |_, _| ("health", t.build(None))).await;
-            }
-            Scenario::Gallery => {
-                let t = self.template(Method::GET, "/v1/gallery?limit=20", None, false);
-                paced(s, self.load, |_, _| ("gallery", t.build(None))).await;
-            }
-            Scenario::List => {
-                let t = self.template(Method::GET, "/v1/tasks?limit=20", key, false);
-                paced(s, self.load, |_, _| ("list", t.build(None))).await;
-            }
-            Scenario::GetTask => {
-                let path = format!(
-                    "/v1/tasks/{}",
-                    user.as_ref()
-                        .and_then(|u| u.task_id.as_deref())
-                        .unwrap_or("tsk_missing")
-                );
-                let t = self.template(Method::GET, &path, key, false);
-                paced(s, self.load, |_, _| ("get-task", t.build(None))).await;
-            }
-            Scenario::Create => {
-                let t = self.template(Method::POST, "/v1/tasks", key, false);
-                paced(s, self.load, |s, i| {
-                    ("create", t.build(Some(self.create_body(s.index, i).into())))
-                })
-                .await;
-            }
-        }
-    }
-
     /// A person in the app: acts, thinks, acts again; waits for what they
     /// create to finish.
     async fn virtual_user(&self, s: &mut Session) {
@@ -597,6 +555,50 @@ impl Plan {
                     return;
                 }
                 _ => {}
+            }
+        }
+    }
+}
+
+impl Drive for Plan {
+    /// What connection `s.index` does for the whole run.
+    async fn drive(&self, s: &mut Session) {
+        let user = self.key(s.index).cloned();
+        let key = user.as_ref().map(|u| u.key.as_str());
+        match self.scenario {
+            Scenario::Mixed => self.virtual_user(s).await,
+            Scenario::Raw => {
+                let t = self.template(Method::GET, &self.target.path_and_query, None, false);
+                paced(s, self.load, |_, _| ("raw", t.build(None))).await;
+            }
+            Scenario::Health => {
+                let t = self.template(Method::GET, "/healthz", None, false);
+                paced(s, self.load, |_, _| ("health", t.build(None))).await;
+            }
+            Scenario::Gallery => {
+                let t = self.template(Method::GET, "/v1/gallery?limit=20", None, false);
+                paced(s, self.load, |_, _| ("gallery", t.build(None))).await;
+            }
+            Scenario::List => {
+                let t = self.template(Method::GET, "/v1/tasks?limit=20", key, false);
+                paced(s, self.load, |_, _| ("list", t.build(None))).await;
+            }
+            Scenario::GetTask => {
+                let path = format!(
+                    "/v1/tasks/{}",
+                    user.as_ref()
+                        .and_then(|u| u.task_id.as_deref())
+                        .unwrap_or("tsk_missing")
+                );
+                let t = self.template(Method::GET, &path, key, false);
+                paced(s, self.load, |_, _| ("get-task", t.build(None))).await;
+            }
+            Scenario::Create => {
+                let t = self.template(Method::POST, "/v1/tasks", key, false);
+                paced(s, self.load, |s, i| {
+                    ("create", t.build(Some(self.create_body(s.index, i).into())))
+                })
+                .await;
             }
         }
     }

@@ -7,7 +7,9 @@
 //!
 //! Connections are spread over OS threads, each running a `current_thread`
 //! runtime with a `LocalSet`, each thread with its own [`Stats`] merged at the
-//! end. What a connection sends is the scenario's business ([`crate::scenario`]).
+//! end. What a connection sends is the scenario's business: [`run`] takes any
+//! [`Drive`] ([`crate::scenario::Plan`] is the one bench uses), so this module
+//! knows when requests go out and never what they are.
 
 use std::cell::RefCell;
 use std::io::{IsTerminal as _, Write as _};
@@ -25,7 +27,6 @@ use rand::rngs::StdRng;
 
 use crate::client::{Answer, Body, Conn, ErrorKind};
 use crate::collect::{Live, Stats};
-use crate::scenario::Plan;
 
 /// How requests are paced.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -215,6 +216,13 @@ impl Session {
     }
 }
 
+/// What one connection does for the whole run, given its [`Session`]:
+/// which requests it sends, paced by [`paced`] or by its own think time.
+pub trait Drive {
+    /// Drives connection `s.index` until the run ends.
+    fn drive(&self, s: &mut Session) -> impl Future<Output = ()>;
+}
+
 /// The granularity of tokio's timer.
 const TIMER_TICK: Duration = Duration::from_millis(1);
 
@@ -277,7 +285,10 @@ pub async fn paced(
 ///
 /// # Errors
 /// When a load thread cannot start its runtime.
-pub fn run(spec: &RunSpec, plan: &Arc<Plan>) -> anyhow::Result<(Stats, Duration)> {
+pub fn run<P>(spec: &RunSpec, plan: &Arc<P>) -> anyhow::Result<(Stats, Duration)>
+where
+    P: Drive + Send + Sync + 'static,
+{
     let connections = spec.connections.max(1);
     let threads = spec.threads.clamp(1, connections);
     // Leave time for the threads to open their connections before the start.
