@@ -495,7 +495,7 @@ fn relax(e: ProviderError) -> ProviderError {
 }
 
 fn now_secs() -> i64 {
-    crate::sim::now_ms().div_euclid(1000)
+    crate::wire::now_ms().div_euclid(1000)
 }
 
 /// Reads Tencent's `{"Response": {...}}` envelope.
@@ -838,7 +838,7 @@ impl Provider for Hunyuan {
             });
         };
         let fields = self.query(family, job_id).await?;
-        let now = crate::sim::now_ms();
+        let now = crate::wire::now_ms();
         let unreadable = |e: serde_json::Error| {
             ProviderError::Transient(format!("unreadable {}: {e}", family.query_action()))
         };

@@ -1,10 +1,11 @@
 //! Providers: the [`Provider`] trait through which the dispatcher submits,
-//! follows and cancels tasks at an external AI service, its adapters, and
-//! mock servers that speak each provider's wire protocol for tests and
-//! capacity runs.
+//! follows and cancels tasks at an external AI service, and the adapters of
+//! RunningHub, Hunyuan and Kling.
 //!
 //! Adapters classify every failure by what the dispatcher should do next
-//! ([`ProviderError`]); they never log request or response bodies.
+//! ([`ProviderError`]); they never log request or response bodies. The mock
+//! servers that speak each provider's wire protocol, and the simulated
+//! provider, live in `gengate-mock`, which builds on this crate.
 
 use std::time::Duration;
 
@@ -14,11 +15,8 @@ use serde_json::Value;
 
 pub mod hunyuan;
 pub mod kling;
-pub mod mock;
-pub mod render;
 pub mod runninghub;
-pub mod sim;
-mod wire;
+pub mod wire;
 
 /// What the dispatcher hands a provider to submit.
 #[derive(Debug, Clone, Copy)]
@@ -218,8 +216,9 @@ pub(crate) fn default_client(timeout: Duration) -> reqwest::Client {
 
 /// Classifies a transport error of a request that changes state at the
 /// provider: one that never reached it is [`ProviderError::Unreachable`];
-/// one that may have reached it is ambiguous.
-pub(crate) fn classify_reqwest(e: &reqwest::Error) -> ProviderError {
+/// one that may have reached it is ambiguous. Public for providers built
+/// outside this crate (the HTTP sim client in `gengate-mock`).
+pub fn classify_reqwest(e: &reqwest::Error) -> ProviderError {
     let failure = gengate_net::Failure::of(e);
     if failure.before_sending() || e.is_builder() {
         ProviderError::Unreachable {
@@ -233,7 +232,7 @@ pub(crate) fn classify_reqwest(e: &reqwest::Error) -> ProviderError {
 
 /// Classifies a transport error of a query (asking again changes nothing):
 /// unreachable, or a transient failure.
-pub(crate) fn classify_query(e: &reqwest::Error) -> ProviderError {
+pub fn classify_query(e: &reqwest::Error) -> ProviderError {
     match classify_reqwest(e) {
         ProviderError::Ambiguous(m) => ProviderError::Transient(m),
         other => other,

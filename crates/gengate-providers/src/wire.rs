@@ -2,6 +2,12 @@
 //! a bounded answer (redirects refused), and lenient field types for
 //! providers whose JSON types wobble. The clients themselves are built by
 //! `gengate_net::Outbound` and handed to each adapter in its settings.
+//!
+//! The public items serve code outside this crate that must do the same:
+//! the HTTP sim client reads its answers with [`read_answer`], and the mocks
+//! sign and compare secrets as the providers do.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Deserializer};
@@ -10,9 +16,17 @@ use sha2::{Digest, Sha256};
 use crate::ProviderError;
 
 /// Largest provider answer read; a bigger one is treated as garbage.
-pub(crate) const MAX_ANSWER_BYTES: usize = 4 << 20;
+pub const MAX_ANSWER_BYTES: usize = 4 << 20;
 
-pub(crate) fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
+/// The wall clock in Unix milliseconds (0 before 1970).
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// HMAC-SHA256 of `msg` under `key`.
+pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
     mac.update(msg);
     mac.finalize().into_bytes().into()
@@ -22,7 +36,8 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -43,7 +58,7 @@ pub(crate) fn masked(key: &str) -> String {
 }
 
 /// Compares secrets without an early exit on the first differing byte.
-pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -55,9 +70,11 @@ pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// their configured address only (RunningHub sends its key in the body, and
 /// following a 307 would hand it to another host). The request was not
 /// carried out where it was sent, so it counts as unreachable.
-pub(crate) async fn read_answer(
-    resp: reqwest::Response,
-) -> Result<(u16, bytes::Bytes), ProviderError> {
+///
+/// # Errors
+/// [`ProviderError::Unreachable`] for a redirect,
+/// [`ProviderError::Ambiguous`] for a body too large or cut off.
+pub async fn read_answer(resp: reqwest::Response) -> Result<(u16, bytes::Bytes), ProviderError> {
     let status = resp.status().as_u16();
     if resp.status().is_redirection() {
         let location = resp

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use gengate_core::Role;
+use gengate_mock::sim::{Behavior, HttpSim, InProcessSim};
 use gengate_net::{Outbound, Trust};
 use gengate_providers::Provider;
 use gengate_providers::hunyuan::{Hunyuan, HunyuanSettings};
 use gengate_providers::kling::{self, Kling, KlingSettings};
 use gengate_providers::runninghub::{self, RunningHub, RunningHubSettings};
-use gengate_providers::sim::{Behavior, HttpSim, InProcessSim};
 use gengate_store::Store;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};

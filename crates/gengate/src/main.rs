@@ -12,8 +12,8 @@ use anyhow::Context as _;
 use clap::Parser;
 use gengate_core::Role;
 use gengate_core::time::rfc3339;
-use gengate_providers::mock::{self, Faults, MockConfig};
-use gengate_providers::sim::Behavior;
+use gengate_mock::sim::Behavior;
+use gengate_mock::{self as mock, Faults, MockConfig};
 use gengate_server::config::{Config, LogFormat, ProcessEnv};
 use gengate_server::doctor::redact as redact_url;
 use gengate_server::{app, keys, now_ms};
@@ -573,7 +573,7 @@ fn mock_tls(
     args: &cli::MockArgs,
     addr: std::net::SocketAddr,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    use gengate_providers::mock::tls::{Leaf, ThrowawayCa, server_config_from_files};
+    use gengate_mock::tls::{Leaf, ThrowawayCa, server_config_from_files};
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         return server_config_from_files(cert, key).map_err(|e| anyhow::anyhow!(e));
     }

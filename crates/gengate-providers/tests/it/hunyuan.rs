@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use gengate_core::ModelKind;
+use gengate_mock::sim::Behavior;
+use gengate_mock::{Faults, MockConfig, MockKind};
 use gengate_providers::hunyuan::{Hunyuan, HunyuanSettings, sign};
-use gengate_providers::mock::{Faults, MockConfig, MockKind};
-use gengate_providers::sim::Behavior;
 use gengate_providers::{FollowRef, JobState, Provider, ProviderError, SubmitRequest};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;

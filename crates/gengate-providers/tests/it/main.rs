@@ -3,9 +3,9 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use gengate_mock::tls::{Leaf, ThrowawayCa};
+use gengate_mock::{self as mock, MockConfig, MockKind};
 use gengate_net::{Outbound, Trust};
-use gengate_providers::mock::tls::{Leaf, ThrowawayCa};
-use gengate_providers::mock::{self, MockConfig, MockKind};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 

@@ -9,8 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gengate_mock::tls::{Leaf, ThrowawayCa};
 use gengate_net::{Cause, Failure, Lookup, Outbound, Trust};
-use gengate_providers::mock::tls::{Leaf, ThrowawayCa};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -20,9 +20,7 @@ async fn tls_server(ca: &ThrowawayCa, leaf: &Leaf, stop: CancellationToken) -> u
     let port = listener.local_addr().unwrap().port();
     let router = axum::Router::new().fallback(|| async { "ok" });
     let config = ca.server_config(leaf).unwrap();
-    tokio::spawn(gengate_providers::mock::tls::serve_tls(
-        listener, router, config, stop,
-    ));
+    tokio::spawn(gengate_mock::tls::serve_tls(listener, router, config, stop));
     port
 }
 

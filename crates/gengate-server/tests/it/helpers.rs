@@ -290,7 +290,7 @@ pub(crate) struct TestCa {
 pub(crate) fn test_ca() -> &'static TestCa {
     static CA: std::sync::OnceLock<TestCa> = std::sync::OnceLock::new();
     CA.get_or_init(|| {
-        use gengate_providers::mock::tls::{Leaf, ThrowawayCa};
+        use gengate_mock::tls::{Leaf, ThrowawayCa};
         let ca = ThrowawayCa::new().expect("a CA");
         TestCa {
             pem: ca.pem(),

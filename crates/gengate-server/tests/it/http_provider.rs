@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use gengate_core::task::NewTask;
 use gengate_core::{Event, Role, apply};
-use gengate_providers::mock::{MockConfig, serve_sim};
-use gengate_providers::sim::Behavior;
+use gengate_mock::sim::Behavior;
+use gengate_mock::{MockConfig, serve_sim};
 use gengate_server::config::Dur;
 use gengate_server::now_ms;
 use serde_json::{Value, json};

@@ -10,8 +10,8 @@
 
 use std::time::{Duration, Instant};
 
-use gengate_providers::mock::{self, MockConfig, MockKind};
-use gengate_providers::sim::Behavior;
+use gengate_mock::sim::Behavior;
+use gengate_mock::{self as mock, MockConfig, MockKind};
 use gengate_server::config::{Dur, ModelConfig, ProviderKind};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;

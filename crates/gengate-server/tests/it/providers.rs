@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use gengate_providers::mock::{self, Faults, MockConfig, MockKind};
-use gengate_providers::sim::Behavior;
+use gengate_mock::sim::Behavior;
+use gengate_mock::{self as mock, Faults, MockConfig, MockKind};
 use gengate_server::config::{Config, Dur, ModelConfig, ProviderKind};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;

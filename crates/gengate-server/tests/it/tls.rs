@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use gengate_providers::mock::Faults;
+use gengate_mock::Faults;
 use gengate_server::config::{Dur, ProviderKind};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -55,7 +55,7 @@ async fn each_provider_runs_tasks_end_to_end_over_https() {
     let kling_creds = format!("{}:{}", KLING_CREDENTIALS.0, KLING_CREDENTIALS.1);
     let hy_creds = format!("{}:{}", HUNYUAN_CREDENTIALS.0, HUNYUAN_CREDENTIALS.1);
     let rh = spawn_mock(
-        gengate_providers::mock::MockKind::Runninghub,
+        gengate_mock::MockKind::Runninghub,
         RH_KEY,
         (200, 400),
         4,
@@ -63,7 +63,7 @@ async fn each_provider_runs_tasks_end_to_end_over_https() {
     )
     .await;
     let hy = spawn_mock(
-        gengate_providers::mock::MockKind::Hunyuan,
+        gengate_mock::MockKind::Hunyuan,
         &hy_creds,
         (200, 400),
         4,
@@ -71,7 +71,7 @@ async fn each_provider_runs_tasks_end_to_end_over_https() {
     )
     .await;
     let kl = spawn_mock(
-        gengate_providers::mock::MockKind::Kling,
+        gengate_mock::MockKind::Kling,
         &kling_creds,
         (200, 400),
         4,
@@ -142,7 +142,7 @@ async fn each_provider_runs_tasks_end_to_end_over_https() {
 #[tokio::test]
 async fn an_untrusted_certificate_submits_nothing_until_its_ca_is_trusted() {
     let mock = spawn_mock(
-        gengate_providers::mock::MockKind::Runninghub,
+        gengate_mock::MockKind::Runninghub,
         RH_KEY,
         (200, 400),
         4,
@@ -307,15 +307,15 @@ async fn a_provider_redirect_is_refused_and_its_target_receives_nothing() {
 async fn a_provider_entry_reaches_its_api_through_its_proxy() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let mock_url = format!("http://{}", listener.local_addr().unwrap());
-    let behavior = gengate_providers::sim::Behavior {
+    let behavior = gengate_mock::sim::Behavior {
         latency_min: Duration::from_millis(50),
         latency_max: Duration::from_millis(100),
         fail_rate: 0.0,
     };
     let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(gengate_providers::mock::serve_sim(
+    tokio::spawn(gengate_mock::serve_sim(
         listener,
-        gengate_providers::mock::MockConfig::new(behavior, 4, &mock_url, ""),
+        gengate_mock::MockConfig::new(behavior, 4, &mock_url, ""),
         stop.clone(),
     ));
     let _stop = stop.drop_guard();

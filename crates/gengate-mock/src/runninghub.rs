@@ -47,11 +47,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, http::StatusCode};
 use gengate_core::ModelKind;
+use gengate_providers::wire;
 use serde_json::{Map, Value, json};
 
 use super::{Account, Job, MockConfig, Phase, SharedAccount, with_common_routes};
 use crate::sim::now_ms;
-use crate::wire;
 
 /// The first task id; each task adds its sequence number.
 const FIRST_TASK_ID: u64 = 1_910_246_754_753_896_450;

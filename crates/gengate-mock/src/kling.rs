@@ -36,12 +36,12 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gengate_core::ModelKind;
+use gengate_providers::wire;
 use rand::RngCore;
 use serde_json::{Map, Value, json};
 
 use super::{Account, Job, MockConfig, Phase, SharedAccount, with_common_routes};
 use crate::sim::now_ms;
-use crate::wire;
 
 /// One of Kling's task families: where it is created and queried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -35,13 +35,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use bytes::Bytes;
 use gengate_core::ModelKind;
+use gengate_providers::hunyuan::{MAX_CLOCK_SKEW_SECS, sign};
+use gengate_providers::wire::constant_time_eq;
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
 use super::{Account, MockConfig, Phase, SharedAccount, with_common_routes};
-use crate::hunyuan::{MAX_CLOCK_SKEW_SECS, sign};
 use crate::sim::now_ms;
-use crate::wire::constant_time_eq;
 
 /// The only region Hunyuan image generation is sold in.
 const REGION: &str = "ap-guangzhou";

@@ -7,7 +7,7 @@
 //!   provider would. Finished outputs are rendered into the media directory and
 //!   served by gengate itself.
 //! - [`HttpSim`] talks to `gengate mock-provider --kind sim` over HTTP (see
-//!   [`crate::mock`] for the wire protocol), which keeps a ledger of
+//!   [`crate::sim_server`] for the wire protocol), which keeps a ledger of
 //!   submissions and enforces a concurrency limit like a real account.
 
 use std::path::PathBuf;
@@ -15,15 +15,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use gengate_core::{ModelKind, Output, TaskError};
+use gengate_providers::wire::read_answer;
+use gengate_providers::{
+    FollowRef, JobState, Provider, ProviderError, SubmitRequest, classify_query, classify_reqwest,
+};
 use rand::Rng;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::wire::read_answer;
-use crate::{
-    FollowRef, JobState, Provider, ProviderError, SubmitRequest, classify_query, classify_reqwest,
-    render,
-};
+use crate::render;
 
 /// How simulated jobs behave.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -1,15 +1,21 @@
-//! Mock providers: HTTP servers that behave like a provider account, for
-//! tests and capacity runs (`gengate mock-provider --kind …`). Each speaks its
-//! provider's wire protocol strictly (paths, envelopes, auth, status
-//! progression, error codes, callbacks), refuses work beyond the account's
-//! concurrency the way the real service does, and keeps a ledger at
-//! `GET /_mock/stats` so a test can prove that no task was submitted twice
-//! and that the account's limit held.
+//! Mock providers and the simulated provider, for tests, capacity runs and
+//! a gengate that runs without any provider account.
 //!
-//! What the mocks share lives here: the account ledger, fault injection
-//! (failing jobs, dropped callbacks, slow, broken and garbage answers),
-//! output files (rendered from the prompt, with expiring URLs), and the
-//! callback sender.
+//! - Mock providers: HTTP servers that behave like a provider account
+//!   (`gengate mock-provider --kind …`). Each speaks its provider's wire
+//!   protocol strictly (paths, envelopes, auth, status progression, error
+//!   codes, callbacks), refuses work beyond the account's concurrency the way
+//!   the real service does, and keeps a ledger at `GET /_mock/stats` so a
+//!   test can prove that no task was submitted twice and that the account's
+//!   limit held. They serve HTTP, or HTTPS with a throwaway CA ([`tls`]).
+//! - [`sim`]: the simulated provider `gengate serve` runs on by default, in
+//!   process or as a client of the `sim` mock.
+//! - [`render`]: the real, decodable media both of them hand back.
+//!
+//! The adapters these mocks stand in front of, and the [`Provider`] trait,
+//! are `gengate-providers`'; nothing there depends on this crate.
+//!
+//! [`Provider`]: gengate_providers::Provider
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,21 +34,23 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::render;
-use crate::sim::{Behavior, media_file, now_ms, prompt_of};
+use crate::sim::{media_file, now_ms, prompt_of};
 
 pub mod hunyuan;
 pub mod kling;
+pub mod render;
 pub mod runninghub;
 pub mod sim;
+pub mod sim_server;
 pub mod tls;
 
-pub use sim::{serve_sim, sim_router};
+pub use sim::{Behavior, HttpSim, InProcessSim};
+pub use sim_server::{serve_sim, sim_router};
 
 /// Which provider a mock speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MockKind {
-    /// gengate's own simple protocol (see [`sim`]).
+    /// gengate's own simple protocol (see [`sim_server`]).
     Sim,
     Runninghub,
     Hunyuan,
