@@ -40,7 +40,9 @@ use gengate_providers::wire::constant_time_eq;
 use rand::Rng;
 use serde_json::{Map, Value, json};
 
-use super::{Account, MockConfig, Phase, SharedAccount, with_common_routes};
+use crate::account::{Account, Job, Phase, SharedAccount};
+use crate::config::MockConfig;
+use crate::routes::with_common_routes;
 use crate::sim::now_ms;
 
 /// The only region Hunyuan image generation is sold in.
@@ -503,7 +505,7 @@ fn submit(
 
 /// A result URL with its expiry: `url_ttl` after the job ended when set,
 /// else the provider's own lifetime (image 1 h, video 24 h).
-fn result_url(account: &Account, job: &super::Job, index: usize) -> String {
+fn result_url(account: &Account, job: &Job, index: usize) -> String {
     let lifetime = match job.kind {
         ModelKind::Image => Duration::from_secs(3600),
         ModelKind::Video => Duration::from_secs(24 * 3600),

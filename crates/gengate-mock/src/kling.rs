@@ -40,7 +40,9 @@ use gengate_providers::wire;
 use rand::RngCore;
 use serde_json::{Map, Value, json};
 
-use super::{Account, Job, MockConfig, Phase, SharedAccount, with_common_routes};
+use crate::account::{Account, Job, Phase, SharedAccount};
+use crate::config::MockConfig;
+use crate::routes::with_common_routes;
 use crate::sim::now_ms;
 
 /// One of Kling's task families: where it is created and queried.

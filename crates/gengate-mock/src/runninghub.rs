@@ -50,7 +50,9 @@ use gengate_core::ModelKind;
 use gengate_providers::wire;
 use serde_json::{Map, Value, json};
 
-use super::{Account, Job, MockConfig, Phase, SharedAccount, with_common_routes};
+use crate::account::{Account, Job, Phase, SharedAccount};
+use crate::config::MockConfig;
+use crate::routes::with_common_routes;
 use crate::sim::now_ms;
 
 /// The first task id; each task adds its sequence number.

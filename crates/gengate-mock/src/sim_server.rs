@@ -23,7 +23,9 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::{Account, Job, MockConfig, Phase, SharedAccount, with_common_routes};
+use crate::account::{Account, Job, Phase, SharedAccount};
+use crate::config::MockConfig;
+use crate::routes::with_common_routes;
 use crate::sim::now_ms;
 
 fn job_json(account: &Account, job: &Job, now: i64) -> Value {
