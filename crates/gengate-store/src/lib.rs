@@ -1,7 +1,7 @@
 //! Persistence: the [`Store`] trait, the one place the rest of gengate reads
 //! and writes durable state, and its backends: SQLite for one node,
 //! PostgreSQL and MySQL/MariaDB for several sharing a database (one
-//! implementation, `sql.rs`, over what differs between the two). Each
+//! implementation, `sql/`, over what differs between the two). Each
 //! backend owns its migrations (`migrations/<db>/`); callers see only the
 //! trait and [`StoreError`], whose variants name what the caller can do
 //! about them.
@@ -14,28 +14,9 @@ use gengate_core::{Role, Status, Task, TaskId, UserId};
 
 mod mysql;
 mod postgres;
+mod rows;
 mod sql;
 pub mod sqlite;
-
-/// The columns of a task row, in the order the row decoders read them. A
-/// macro so that statements can be built with `concat!` at compile time.
-macro_rules! task_columns {
-    () => {
-        "id, user_id, model, provider, status, input, outputs, error, public, priority, attempts, \
-         max_attempts, provider_task_id, progress, not_before, deadline_at, created_at, started_at, \
-         finished_at, updated_at, version, webhook_url"
-    };
-}
-pub(crate) use task_columns;
-
-/// The columns of a webhook delivery row, in the order the decoders read them.
-macro_rules! delivery_columns {
-    () => {
-        "id, task_id, user_id, url, event, status, attempts, next_attempt_at, last_status, \
-         last_error, created_at, delivered_at"
-    };
-}
-pub(crate) use delivery_columns;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]

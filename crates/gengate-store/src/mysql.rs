@@ -16,8 +16,9 @@ use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnection, MySqlRow};
 use sqlx::{MySql, Row};
 
+use crate::rows::{Arg, Columns};
 use crate::sql::{
-    Arg, Cols, Engine, ServerFacts, SqlStore, TextCol, bind, corrupt, db_err, migration_failed,
+    Engine, ServerFacts, SqlStore, TextCol, bind, corrupt, db_err, migration_failed,
     record_migration, statements,
 };
 use crate::{Result, StoreError};

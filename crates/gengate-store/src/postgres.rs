@@ -14,9 +14,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgListener, PgRow};
 use sqlx::{Connection, Pool, Postgres};
 use tokio::sync::mpsc;
 
+use crate::rows::{Arg, Columns};
 use crate::sql::{
-    Arg, Cols, Engine, ServerFacts, SqlStore, TextCol, bind, db_err, migration_failed,
-    record_migration, statements,
+    Engine, ServerFacts, SqlStore, TextCol, bind, db_err, migration_failed, record_migration,
+    statements,
 };
 use crate::{Change, Result};
 

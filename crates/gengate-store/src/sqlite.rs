@@ -352,7 +352,7 @@ pub fn list_sql(q: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
     )
 }
 
-const TASK_COLUMNS: &str = crate::task_columns!();
+const TASK_COLUMNS: &str = crate::rows::task_columns!();
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -430,7 +430,7 @@ fn key_from_row(r: &Row<'_>) -> rusqlite::Result<KeyInfo> {
     })
 }
 
-const DELIVERY_COLUMNS: &str = crate::delivery_columns!();
+const DELIVERY_COLUMNS: &str = crate::rows::delivery_columns!();
 
 fn delivery_from_row(r: &Row<'_>) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
