@@ -21,7 +21,7 @@ use crate::sql::{
     Engine, ServerFacts, SqlStore, TextCol, bind, corrupt, db_err, migration_failed,
     record_migration, statements,
 };
-use crate::{Result, StoreError};
+use crate::store::{Result, StoreError};
 
 /// The store on MySQL or MariaDB.
 pub(crate) type MySqlStore = SqlStore<MySql>;

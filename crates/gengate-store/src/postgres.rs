@@ -19,7 +19,7 @@ use crate::sql::{
     Engine, ServerFacts, SqlStore, TextCol, bind, db_err, migration_failed, record_migration,
     statements,
 };
-use crate::{Change, Result};
+use crate::store::{Change, Result};
 
 /// The store on PostgreSQL.
 pub(crate) type PostgresStore = SqlStore<Postgres>;

@@ -8,7 +8,7 @@ use std::borrow::Cow;
 
 use gengate_core::{Output, Role, Status, Task, TaskError};
 
-use crate::{Caller, Change, Delivery, KeyInfo, NodeInfo, StatusCount};
+use crate::store::{Caller, Change, Delivery, KeyInfo, NodeInfo, StatusCount};
 
 /// The columns of a task row, in the order [`task_from`] reads them. A
 /// macro so that statements can be built with `concat!` at compile time.

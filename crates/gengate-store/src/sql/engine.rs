@@ -9,7 +9,7 @@ use sqlx::{Connection, Database, Pool};
 use tokio::sync::mpsc;
 
 use crate::rows::{Arg, Columns};
-use crate::{Change, Result};
+use crate::store::{Change, Result};
 
 /// The connection options of an engine's driver.
 pub(crate) type Options<E> = <<E as Database>::Connection as Connection>::Options;

@@ -2,7 +2,7 @@
 //! are worth running the same transaction again for ([`retryable`],
 //! [`TRIES`], [`pause`]).
 
-use crate::StoreError;
+use crate::store::StoreError;
 
 /// A stored value no row may hold, as sqlx reports a decoding failure.
 pub(crate) fn corrupt(what: impl std::fmt::Display) -> sqlx::Error {

@@ -9,7 +9,7 @@ use super::error::db_err;
 use super::pool::connect_options;
 use super::queries::scalar;
 use crate::rows::args;
-use crate::{OpenOptions, Result, StoreError};
+use crate::store::{OpenOptions, Result, StoreError};
 
 /// The schema version recorded in the database (0 when it has none).
 pub(super) async fn schema_version<E: Engine>(c: &mut E::Connection) -> sqlx::Result<i64> {

@@ -10,7 +10,7 @@ use sqlx::{Database, Pool};
 
 use super::engine::{Engine, Options};
 use super::error::db_err;
-use crate::{PoolStats, Result, StoreError};
+use crate::store::{PoolStats, Result, StoreError};
 
 /// The connection options of `url`, trusting `ca_file` for TLS unless the
 /// URL names its own CA.

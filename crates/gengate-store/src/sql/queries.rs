@@ -7,7 +7,7 @@ use gengate_core::Task;
 
 use super::engine::Engine;
 use crate::rows::{Arg, Columns, args, delivery_columns, json, task_columns, task_from};
-use crate::{Change, Fence, ListQuery, holds_lease};
+use crate::store::{Change, Fence, ListQuery, holds_lease};
 
 pub(super) const INSERT_TASK: &str = concat!(
     "INSERT INTO tasks (",

@@ -26,7 +26,7 @@ use crate::rows::{
     Arg, Columns, KEY_SELECT, args, caller_from, change_from, delivery_from, key_from, node_from,
     status_count_from, task_from,
 };
-use crate::{
+use crate::store::{
     Caller, Change, Created, DbFacts, Delivery, Fence, IdempotencyKey, KeyInfo, ListQuery,
     OpenOptions, PoolStats, Result, StatusCount, Store, StoreError,
 };

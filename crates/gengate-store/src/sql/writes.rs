@@ -13,7 +13,7 @@ use super::queries::{
     change_of, scalar, task_by_id, tasks, update_sql,
 };
 use crate::rows::{Arg, Columns, args, delivery_from, task_args, task_columns};
-use crate::{Created, Delivery, Fence, IdempotencyKey};
+use crate::store::{Created, Delivery, Fence, IdempotencyKey};
 
 /// Writes `t` as [`update_sql`] says; when it was written, queues its
 /// webhook (in the same transaction as the result itself: it can be neither
@@ -48,7 +48,8 @@ pub(super) async fn update_in<E: Engine>(
         .await?;
     }
     // The lease after the write, as `update_sql` leaves it.
-    let owner = (crate::holds_lease(t.status) && fence == Fence::Lease).then(|| me.to_owned());
+    let owner =
+        (crate::store::holds_lease(t.status) && fence == Fence::Lease).then(|| me.to_owned());
     E::notify(c, &change_of(t, owner)).await?;
     Ok(true)
 }
@@ -245,7 +246,7 @@ pub(super) async fn claim_in<E: Engine>(
     // has more than the oldest user's tasks to choose from.
     let candidates = tasks::<E>(c, CLAIM_CANDIDATES, args![provider, now, now, n * 4]).await?;
     let mut claimed = Vec::new();
-    for t in crate::fair_pick(candidates, n as usize) {
+    for t in crate::store::fair_pick(candidates, n as usize) {
         let Ok((mut next, _)) = gengate_core::apply(&t, Event::Claim, now) else {
             continue;
         };

@@ -12,7 +12,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use super::error::unavailable;
 use super::migrate::{MIGRATIONS, migrate};
 use super::writer::{Job, run_cached, run_writer};
-use crate::Result;
+use crate::store::Result;
 
 /// Tuning of the SQLite backend.
 #[derive(Debug, Clone)]
@@ -97,7 +97,8 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and migrates it.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`] when the file cannot be opened or migrated.
+    /// [`StoreError::Unavailable`](crate::StoreError::Unavailable) when the file
+    /// cannot be opened or migrated.
     pub async fn open(path: &Path, opts: Options) -> Result<Self> {
         let path = path.to_owned();
         tokio::task::spawn_blocking(move || Self::open_blocking(&path, &opts))

@@ -1,6 +1,6 @@
 //! What a SQLite failure means for the caller.
 
-use crate::StoreError;
+use crate::store::StoreError;
 
 /// The database could not do what was asked; later may work.
 pub(super) fn unavailable(e: impl std::fmt::Display) -> StoreError {

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension};
 
 use super::error::unavailable;
-use crate::Result;
+use crate::store::Result;
 
 /// The schema this build knows, one script per version.
 pub(super) const MIGRATIONS: &[(i64, &str)] = &[

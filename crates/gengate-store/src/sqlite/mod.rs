@@ -6,7 +6,7 @@
 //! By job: `conn` (opening, the readers and the write queue), `writer` (the
 //! writer thread), `migrate` (the schema), `queries` (statements and the
 //! listing), `rows` (rusqlite's rows for the shared decoders of
-//! [`crate::rows`]), `error` and `store` (the [`Store`](crate::Store)
+//! the crate's `rows.rs`), `error` and `store` (the [`Store`](crate::Store)
 //! implementation).
 
 mod conn;

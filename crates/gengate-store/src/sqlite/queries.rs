@@ -6,7 +6,7 @@ use rusqlite::Connection;
 
 use super::rows::first;
 use crate::rows::{delivery_columns, task_columns, task_from};
-use crate::{ListQuery, Result};
+use crate::store::{ListQuery, Result};
 
 pub(super) const TASK_BY_ID: &str =
     concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?1");

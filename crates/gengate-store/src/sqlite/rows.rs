@@ -6,8 +6,8 @@ use rusqlite::types::{ToSqlOutput, Type};
 use rusqlite::{Connection, Params, Row, ToSql};
 
 use super::error::db_err;
-use crate::Result;
 use crate::rows::{Arg, Columns};
+use crate::store::Result;
 
 impl Columns for Row<'_> {
     type Error = rusqlite::Error;

@@ -20,7 +20,7 @@ use crate::rows::{
     KEY_SELECT, caller_from, change_from, delivery_from, json, key_from, status_count_from,
     task_args, task_from,
 };
-use crate::{
+use crate::store::{
     Caller, Change, Created, DbFacts, Delivery, Fence, IdempotencyKey, KeyInfo, ListQuery, Result,
     StatusCount, Store, StoreError,
 };

@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use tokio::sync::mpsc;
 
 use super::error::unavailable;
-use crate::Result;
+use crate::store::Result;
 
 /// How many writes one transaction may carry. Larger batches amortize the
 /// fsync further but make each writer wait longer for the slowest job.
