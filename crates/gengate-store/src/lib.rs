@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+mod listing;
 mod mysql;
 mod postgres;
 mod rows;

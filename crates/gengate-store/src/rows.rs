@@ -31,6 +31,17 @@ macro_rules! delivery_columns {
 }
 pub(crate) use delivery_columns;
 
+/// What a task update writes (everything that may change after a create),
+/// as `SET` assignments with their values in [`task_update_args`].
+macro_rules! task_updates {
+    () => {
+        "provider = ?, status = ?, outputs = ?, error = ?, attempts = ?, provider_task_id = ?, \
+         progress = ?, not_before = ?, started_at = ?, finished_at = ?, updated_at = ?, \
+         version = ?, public = ?"
+    };
+}
+pub(crate) use task_updates;
+
 /// The key rows [`key_from`] reads, with their user's name; callers append
 /// their own `WHERE` or `ORDER BY`.
 pub(crate) const KEY_SELECT: &str = "SELECT k.id, k.user_id, u.name, k.role, k.prefix, k.created_at, k.revoked_at \
@@ -117,6 +128,25 @@ pub(crate) fn task_args(t: &Task) -> Vec<Arg> {
         t.updated_at,
         t.version,
         t.webhook_url.clone(),
+    ]
+}
+
+/// A task's values for the assignments of [`task_updates!`].
+pub(crate) fn task_update_args(t: &Task) -> Vec<Arg> {
+    args![
+        t.provider.as_str(),
+        t.status.as_str(),
+        json(&t.outputs),
+        t.error.as_ref().map(json),
+        t.attempts,
+        t.provider_task_id.clone(),
+        f64::from(t.progress),
+        t.not_before,
+        t.started_at,
+        t.finished_at,
+        t.updated_at,
+        t.version,
+        t.public,
     ]
 }
 

@@ -6,7 +6,10 @@
 use gengate_core::Task;
 
 use super::engine::Engine;
-use crate::rows::{Arg, Columns, args, delivery_columns, json, task_columns, task_from};
+use crate::listing::list_query;
+use crate::rows::{
+    Arg, Columns, args, delivery_columns, task_columns, task_from, task_update_args, task_updates,
+};
 use crate::store::{Change, Fence, ListQuery, holds_lease};
 
 pub(super) const INSERT_TASK: &str = concat!(
@@ -53,43 +56,10 @@ pub(super) const LEASED: &str = "status IN ('submitting', 'running', 'storing')"
 /// Leases renewed per statement.
 pub(super) const RENEW_BATCH: usize = 256;
 
-/// The SQL of a listing, with only the filters given, so that each filter
-/// combination can use its index (`tasks_by_user`, `tasks_gallery`).
+/// The listing of [`crate::listing`]; PostgreSQL's gallery index is on
+/// `public`, MySQL's on `(public, status, id)`.
 pub(super) fn list_sql<E: Engine>(q: &ListQuery) -> (String, Vec<Arg>) {
-    let mut clauses: Vec<&str> = Vec::new();
-    let mut args: Vec<Arg> = Vec::new();
-    if let Some(user) = q.user_id {
-        clauses.push("user_id = ?");
-        args.push(user.into());
-    }
-    if q.gallery {
-        clauses.push("public = TRUE AND status = 'succeeded'");
-    }
-    if let Some(status) = q.status {
-        clauses.push("status = ?");
-        args.push(status.as_str().into());
-    }
-    if let Some(model) = &q.model {
-        clauses.push("model = ?");
-        args.push(model.as_str().into());
-    }
-    if let Some(before) = &q.before {
-        clauses.push("id < ?");
-        args.push(E::lookup(before).into());
-    }
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", clauses.join(" AND "))
-    };
-    args.push(q.limit.into());
-    (
-        format!(
-            "SELECT {} FROM tasks{filter} ORDER BY id DESC LIMIT ?",
-            task_columns!()
-        ),
-        args,
-    )
+    list_query(q, "public = TRUE", |before| E::lookup(before).into())
 }
 
 /// The conditional write of a task: its version, and for [`Fence::Lease`]
@@ -103,21 +73,7 @@ pub(super) fn update_sql<E: Engine>(
     lease_ms: i64,
 ) -> (String, Vec<Arg>) {
     let now = E::DB_NOW;
-    let mut args = args![
-        t.provider.as_str(),
-        t.status.as_str(),
-        json(&t.outputs),
-        t.error.as_ref().map(json),
-        t.attempts,
-        t.provider_task_id.clone(),
-        f64::from(t.progress),
-        t.not_before,
-        t.started_at,
-        t.finished_at,
-        t.updated_at,
-        t.version,
-        t.public,
-    ];
+    let mut args = task_update_args(t);
     let lease = match (holds_lease(t.status), fence) {
         (true, Fence::Lease) => {
             args.extend(args![me, lease_ms]);
@@ -135,9 +91,8 @@ pub(super) fn update_sql<E: Engine>(
     };
     (
         format!(
-            "UPDATE tasks SET provider = ?, status = ?, outputs = ?, error = ?, attempts = ?, \
-             provider_task_id = ?, progress = ?, not_before = ?, started_at = ?, finished_at = ?, \
-             updated_at = ?, version = ?, public = ?{lease} WHERE id = ? AND version = ?{guard}"
+            "UPDATE tasks SET {}{lease} WHERE id = ? AND version = ?{guard}",
+            task_updates!()
         ),
         args,
     )

@@ -3,9 +3,11 @@
 
 use gengate_core::Task;
 use rusqlite::Connection;
+use rusqlite::types::Value;
 
 use super::rows::first;
-use crate::rows::{delivery_columns, task_columns, task_from};
+use crate::listing::list_query;
+use crate::rows::{Arg, delivery_columns, task_columns, task_from, task_updates};
 use crate::store::{ListQuery, Result};
 
 pub(super) const TASK_BY_ID: &str =
@@ -17,10 +19,11 @@ pub(super) const INSERT_TASK: &str = concat!(
      ?19, ?20, ?21, ?22)"
 );
 /// The conditional write of a task: only over the version its writer read.
-pub(super) const UPDATE_TASK: &str = "UPDATE tasks SET status = ?2, outputs = ?3, error = ?4, \
-     attempts = ?5, provider_task_id = ?6, progress = ?7, not_before = ?8, started_at = ?9, \
-     finished_at = ?10, updated_at = ?11, version = ?12, public = ?13, provider = ?14 \
-     WHERE id = ?1 AND version = ?12 - 1";
+pub(super) const UPDATE_TASK: &str = concat!(
+    "UPDATE tasks SET ",
+    task_updates!(),
+    " WHERE id = ? AND version = ?"
+);
 pub(super) const ACTIVE_TASKS: &str = concat!(
     "SELECT ",
     task_columns!(),
@@ -67,39 +70,19 @@ pub(super) fn task_by_id(c: &Connection, id: &str) -> Result<Option<Task>> {
 /// start at the cursor instead of scanning. One statement text per filter
 /// combination, each prepared once per connection.
 pub fn list_sql(q: &ListQuery) -> (String, Vec<rusqlite::types::Value>) {
-    use rusqlite::types::Value as V;
-    let mut clauses: Vec<&str> = Vec::new();
-    let mut params: Vec<V> = Vec::new();
-    if let Some(user) = q.user_id {
-        clauses.push("user_id = ?");
-        params.push(V::Integer(user));
+    // `public = 1`, as the partial index `tasks_gallery` says it.
+    let (sql, args) = list_query(q, "public = 1", |before| Arg::from(before));
+    (sql, args.into_iter().map(value).collect())
+}
+
+/// A parameter as an owned SQLite value.
+fn value(arg: Arg) -> Value {
+    match arg {
+        Arg::Int(v) => Value::Integer(v),
+        Arg::Float(v) => Value::Real(v),
+        Arg::Bool(v) => Value::Integer(v.into()),
+        Arg::Text(v) => Value::Text(v),
+        Arg::OptInt(v) => v.map_or(Value::Null, Value::Integer),
+        Arg::OptText(v) => v.map_or(Value::Null, Value::Text),
     }
-    if q.gallery {
-        clauses.push("public = 1 AND status = 'succeeded'");
-    }
-    if let Some(status) = q.status {
-        clauses.push("status = ?");
-        params.push(V::Text(status.as_str().to_owned()));
-    }
-    if let Some(model) = &q.model {
-        clauses.push("model = ?");
-        params.push(V::Text(model.clone()));
-    }
-    if let Some(before) = &q.before {
-        clauses.push("id < ?");
-        params.push(V::Text(before.clone()));
-    }
-    let filter = if clauses.is_empty() {
-        String::new()
-    } else {
-        format!(" WHERE {}", clauses.join(" AND "))
-    };
-    params.push(V::Integer(i64::from(q.limit)));
-    (
-        format!(
-            "SELECT {} FROM tasks{filter} ORDER BY id DESC LIMIT ?",
-            task_columns!()
-        ),
-        params,
-    )
 }

@@ -17,8 +17,8 @@ use super::queries::{
 };
 use super::rows::{all, first};
 use crate::rows::{
-    KEY_SELECT, caller_from, change_from, delivery_from, json, key_from, status_count_from,
-    task_args, task_from,
+    KEY_SELECT, args, caller_from, change_from, delivery_from, key_from, status_count_from,
+    task_args, task_from, task_update_args,
 };
 use crate::store::{
     Caller, Change, Created, DbFacts, Delivery, Fence, IdempotencyKey, KeyInfo, ListQuery, Result,
@@ -200,22 +200,9 @@ impl Store for SqliteStore {
             let n = c
                 .prepare_cached(UPDATE_TASK)
                 .and_then(|mut st| {
-                    st.execute(params![
-                        t.id,
-                        t.status.as_str(),
-                        json(&t.outputs),
-                        t.error.as_ref().map(json),
-                        t.attempts,
-                        t.provider_task_id,
-                        f64::from(t.progress),
-                        t.not_before,
-                        t.started_at,
-                        t.finished_at,
-                        t.updated_at,
-                        t.version,
-                        t.public,
-                        t.provider,
-                    ])
+                    let mut args = task_update_args(&t);
+                    args.extend(args![t.id.as_str(), t.version - 1]);
+                    st.execute(rusqlite::params_from_iter(args))
                 })
                 .map_err(db_err)?;
             // The result's webhook is queued in the same transaction as the
