@@ -12,12 +12,12 @@ use super::evaluation::{Measured, ProviderMeasure, answer, evaluate, upgrades};
 use super::model;
 use super::options::CapacityOptions;
 use super::probe::probe_connections;
-use super::process::{RssPeak, clock_ticks, cpu_seconds, rss_bytes};
+use super::process::{clock_ticks, rss_bytes};
 use super::ramp::ramp;
 use super::report::Report;
 use super::spawn::{cpu_list, pin_pid, spawn_server};
-use super::step::{Step, meets};
-use crate::report::{ms, thousands};
+use super::step::{Step, Stepper};
+use crate::report::thousands;
 use crate::scenario::{Scenario, Setup, Target};
 use crate::{Load, Plan, RunSpec, measure};
 
@@ -95,6 +95,13 @@ pub fn run(opts: &CapacityOptions) -> anyhow::Result<Report> {
         Some(pid) if opts.probes => probe_connections(&target, pid, 1000).ok(),
         _ => None,
     };
+    let stepper = Stepper {
+        opts,
+        target: &target,
+        load_threads,
+        pid,
+        ticks,
+    };
     let mut ramps = BTreeMap::new();
     for &scenario in &opts.scenarios {
         eprintln!(
@@ -102,70 +109,7 @@ pub fn run(opts: &CapacityOptions) -> anyhow::Result<Report> {
             opts.step, opts.start_users, opts.slo_text
         );
         let r = ramp(opts.start_users, opts.max_users, opts.tolerance, |users| {
-            crate::scenario::block_on(
-                setup.ensure_users(users.min(1000), scenario == Scenario::GetTask),
-            )?;
-            let load = Load::Closed {
-                think: if scenario == Scenario::Mixed {
-                    Duration::ZERO
-                } else {
-                    opts.user.think
-                },
-            };
-            let plan = Arc::new(Plan::new(
-                scenario,
-                target.clone(),
-                opts.headers.clone(),
-                load,
-                setup.users.clone(),
-                opts.user.clone(),
-            )?);
-            let spec = RunSpec {
-                addrs: vec![target.addr],
-                connections: users,
-                threads: load_threads,
-                load,
-                duration: Some(opts.step),
-                requests: None,
-                timeout: opts.timeout,
-                progress: false,
-            };
-            let cpu_before = pid.and_then(|p| cpu_seconds(p, ticks));
-            let peak = pid.map(RssPeak::start);
-            let s = measure(&spec, &plan, &target)?;
-            let rss = peak.map(RssPeak::finish);
-            let cpu = match (cpu_before, pid.and_then(|p| cpu_seconds(p, ticks))) {
-                (Some(a), Some(b)) => Some(b - a),
-                _ => None,
-            };
-            let created = s.operations.get("create").map_or(0, |o| o.requests);
-            let step = Step {
-                users,
-                rps: s.rps,
-                latency_ms: s.latency_ms,
-                error_rate: s.error_rate(),
-                bytes_per_response: s.bytes_per_response,
-                creates_per_s: created as f64 / s.duration_s,
-                rss_bytes: rss,
-                cpu_s: cpu,
-                duration_s: s.duration_s,
-                requests: s.requests,
-                time_to_result_s: s
-                    .tasks
-                    .as_ref()
-                    .filter(|t| t.succeeded > 0)
-                    .map(|t| t.time_to_result_ms.p50 / 1000.0),
-                meets_slo: meets(&opts.slo, &s),
-            };
-            eprintln!(
-                "  {:>6} users  {:>9} req/s  p95 {:>10}  errors {:.2}%  {}",
-                users,
-                thousands(step.rps),
-                ms(step.latency_ms.p95),
-                step.error_rate * 100.0,
-                if step.meets_slo { "met" } else { "SLO broken" }
-            );
-            Ok(step)
+            stepper.run(&mut setup, scenario, users)
         })?;
         ramps.insert(scenario.name().to_owned(), r);
     }

@@ -8,7 +8,8 @@
 //!   the server to the [`Report`].
 //! - `ramp`: the search for the most users that meet the SLO, independent of
 //!   what a step runs.
-//! - `step`: one step of the ramp, and whether it met the SLO ([`meets`]).
+//! - `step`: running one step of the ramp, with the server's CPU and memory
+//!   sampled, and whether it met the SLO ([`meets`]).
 //! - `spawn`: a gengate and a mock provider started to be measured,
 //!   optionally confined to N cores with `taskset`.
 //! - `process`: the server's memory and CPU time, read from `/proc`.
