@@ -5,65 +5,57 @@
 use std::time::Duration;
 
 use gengate_core::ModelKind;
-use gengate_mock::sim::Behavior;
 use gengate_mock::{Faults, MockConfig, MockKind};
 use gengate_providers::hunyuan::{Hunyuan, HunyuanSettings, sign};
 use gengate_providers::{FollowRef, JobState, Provider, ProviderError, SubmitRequest};
+use gengate_testkit::mock::{MockProvider, behavior, client};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 const SECRET_ID: &str = "AKIDmockHunyuan0001";
 const SECRET_KEY: &str = "mockHunyuanSecretKey";
 
-/// A mock account on 127.0.0.1:0; stops when dropped.
-struct Mock {
-    url: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
+/// A Hunyuan mock account over HTTPS, jobs taking `latency_ms`, with
+/// `concurrency` slots; `tweak` adjusts its configuration.
+async fn start_mock(
+    latency_ms: (u64, u64),
+    concurrency: usize,
+    tweak: impl FnOnce(&mut MockConfig),
+) -> MockProvider {
+    let mut cfg = MockConfig::new(
+        behavior(latency_ms, 0.0),
+        concurrency,
+        "",
+        &format!("{SECRET_ID}:{SECRET_KEY}"),
+    );
+    tweak(&mut cfg);
+    MockProvider::https(MockKind::Hunyuan, cfg).await
 }
 
-impl Drop for Mock {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
+async fn quick_mock() -> MockProvider {
+    start_mock((200, 300), 4, |_| {}).await
 }
 
-impl Mock {
-    async fn start(
-        latency_ms: (u64, u64),
-        concurrency: usize,
-        tweak: impl FnOnce(&mut MockConfig),
-    ) -> Mock {
-        let behavior = Behavior {
-            latency_min: Duration::from_millis(latency_ms.0),
-            latency_max: Duration::from_millis(latency_ms.1),
-            fail_rate: 0.0,
-        };
-        let mut cfg = MockConfig::new(
-            behavior,
-            concurrency,
-            "",
-            &format!("{SECRET_ID}:{SECRET_KEY}"),
-        );
-        tweak(&mut cfg);
-        let shutdown = CancellationToken::new();
-        let url = crate::serve_mock(MockKind::Hunyuan, cfg, shutdown.clone()).await;
-        Mock {
-            url,
-            http: crate::client(Duration::from_secs(10)),
-            shutdown,
-        }
-    }
+/// The adapter of a mock's account, and requests it never sends.
+trait Account {
+    fn settings(&self) -> HunyuanSettings;
+    fn adapter(&self) -> Hunyuan;
+    fn adapter_with(&self, tweak: impl FnOnce(&mut HunyuanSettings)) -> Hunyuan;
+    async fn raw(
+        &self,
+        action: &str,
+        version: &str,
+        service: &str,
+        timestamp: i64,
+        body: &str,
+    ) -> Value;
+}
 
-    async fn quick() -> Mock {
-        Mock::start((200, 300), 4, |_| {}).await
-    }
-
+impl Account for MockProvider {
     fn settings(&self) -> HunyuanSettings {
         let mut s = HunyuanSettings::new(SECRET_ID, SECRET_KEY);
         s.base_url = Some(self.url.clone());
-        s.client = crate::client(Duration::from_secs(5));
+        s.client = client(Duration::from_secs(5));
         s.retry_after = Duration::from_millis(1500);
         s
     }
@@ -76,40 +68,6 @@ impl Mock {
         let mut s = self.settings();
         tweak(&mut s);
         Hunyuan::new("hunyuan", s).unwrap()
-    }
-
-    async fn stats(&self) -> Value {
-        self.get_json("/_mock/stats").await
-    }
-
-    async fn jobs(&self) -> Value {
-        self.get_json("/_mock/jobs").await
-    }
-
-    async fn get_json(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn inject(&self, code: &str) {
-        let resp = self
-            .http
-            .post(format!("{}/_mock/inject", self.url))
-            .json(&json!({ "code": code }))
-            .send()
-            .await
-            .unwrap();
-        assert!(
-            resp.status().is_success(),
-            "inject {code}: {}",
-            resp.status()
-        );
     }
 
     /// Sends `action` signed by hand, for what the adapter never does
@@ -186,17 +144,7 @@ fn follow(id: &str) -> FollowRef<'_> {
 
 /// Polls until the job leaves `Pending`; returns every state seen.
 async fn poll_until_done(provider: &Hunyuan, id: &str) -> Vec<JobState> {
-    let mut seen = Vec::new();
-    for _ in 0..200 {
-        let state = provider.poll(follow(id)).await.unwrap();
-        let done = !matches!(state, JobState::Pending { .. });
-        seen.push(state);
-        if done {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("job {id} never finished: {seen:?}");
+    crate::poll_until_done(provider, follow(id)).await
 }
 
 fn expires_param(url: &str) -> i64 {
@@ -206,7 +154,7 @@ fn expires_param(url: &str) -> i64 {
 
 #[tokio::test]
 async fn image_job_runs_from_pending_to_succeeded_with_urls_that_expire_after_an_hour() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let provider = mock.adapter();
     let params = json!({"Prompt": "一只狐狸 in the snow", "Resolution": "768:1024", "Num": 2,
                         "Style": "riman", "LogoAdd": 0});
@@ -254,7 +202,7 @@ async fn image_job_runs_from_pending_to_succeeded_with_urls_that_expire_after_an
 
 #[tokio::test]
 async fn video_job_runs_wait_run_done_with_a_url_good_for_24_hours() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let provider = mock.adapter();
     let params = json!({"Prompt": "a fox runs", "Image": {"Url": "https://example.com/first.png"},
                         "Resolution": "720p"});
@@ -285,7 +233,7 @@ async fn video_job_runs_wait_run_done_with_a_url_good_for_24_hours() {
 
 #[tokio::test]
 async fn endpoint_names_pick_the_action_family() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let provider = mock.adapter();
     let params = json!({"Prompt": "a fox"});
     let id = provider
@@ -305,7 +253,7 @@ async fn endpoint_names_pick_the_action_family() {
 
 #[tokio::test]
 async fn result_urls_die_when_the_account_says_and_expires_at_says_so() {
-    let mock = Mock::start((100, 150), 4, |cfg| {
+    let mock = start_mock((100, 150), 4, |cfg| {
         cfg.url_ttl = Some(Duration::from_millis(600));
     })
     .await;
@@ -331,7 +279,7 @@ async fn result_urls_die_when_the_account_says_and_expires_at_says_so() {
 
 #[tokio::test]
 async fn failed_jobs_are_failed_with_the_providers_code_and_retryable() {
-    let mock = Mock::start((100, 150), 4, |cfg| cfg.behavior.fail_rate = 1.0).await;
+    let mock = start_mock((100, 150), 4, |cfg| cfg.behavior.fail_rate = 1.0).await;
     let provider = mock.adapter();
     let params = json!({"Prompt": "a fox"});
     for (kind, code) in [
@@ -353,7 +301,7 @@ async fn failed_jobs_are_failed_with_the_providers_code_and_retryable() {
 
 #[tokio::test]
 async fn concurrency_full_is_back_pressure_not_failure() {
-    let mock = Mock::start((2000, 2000), 1, |_| {}).await;
+    let mock = start_mock((2000, 2000), 1, |_| {}).await;
     let provider = mock.adapter();
     let params = json!({"Prompt": "a fox"});
     provider
@@ -390,7 +338,7 @@ async fn concurrency_full_is_back_pressure_not_failure() {
 
 #[tokio::test]
 async fn wrong_secret_key_is_unauthorized_with_signature_failure() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let provider = mock.adapter_with(|s| s.secret_key = "not-the-key".to_owned());
     let params = json!({"Prompt": "a fox"});
     let err = provider
@@ -412,7 +360,7 @@ async fn wrong_secret_key_is_unauthorized_with_signature_failure() {
 
 #[tokio::test]
 async fn unknown_secret_id_is_unauthorized_with_secret_id_not_found() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let provider = mock.adapter_with(|s| s.secret_id = "AKIDsomeoneelse".to_owned());
     let params = json!({"Prompt": "a fox"});
     let err = provider
@@ -428,7 +376,7 @@ async fn unknown_secret_id_is_unauthorized_with_secret_id_not_found() {
 
 #[tokio::test]
 async fn check_account_passes_with_good_credentials() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     mock.adapter().check_account().await.unwrap();
     let stats = mock.stats().await;
     assert_eq!(stats["auth_failures"], 0);
@@ -437,7 +385,7 @@ async fn check_account_passes_with_good_credentials() {
 
 #[tokio::test]
 async fn mock_refuses_stale_timestamps_and_another_services_scope() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let body = r#"{"JobId": "1"}"#;
     let stale = mock
         .raw(
@@ -499,7 +447,7 @@ async fn mock_refuses_stale_timestamps_and_another_services_scope() {
 
 #[tokio::test]
 async fn signature_expired_says_to_fix_the_host_clock() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     mock.inject("AuthFailure.SignatureExpire").await;
     let params = json!({"Prompt": "a fox"});
     let err = mock
@@ -516,7 +464,7 @@ async fn signature_expired_says_to_fix_the_host_clock() {
 
 #[tokio::test]
 async fn bad_parameters_are_rejected_with_tencents_codes_and_not_recorded() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let provider = mock.adapter();
     let cases = [
         (
@@ -581,7 +529,7 @@ async fn bad_parameters_are_rejected_with_tencents_codes_and_not_recorded() {
 
 #[tokio::test]
 async fn another_region_is_rejected_as_unsupported_region() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let provider = mock.adapter_with(|s| s.region = "ap-singapore".to_owned());
     let params = json!({"Prompt": "a fox"});
     let err = provider
@@ -596,7 +544,7 @@ async fn another_region_is_rejected_as_unsupported_region() {
 
 #[tokio::test]
 async fn each_injected_error_code_maps_to_its_provider_error() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let provider = mock.adapter();
     let params = json!({"Prompt": "a fox"});
     let table = [
@@ -663,7 +611,7 @@ async fn each_injected_error_code_maps_to_its_provider_error() {
 
 #[tokio::test]
 async fn unknown_jobs_are_not_found_and_malformed_ids_are_rejected() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let provider = mock.adapter();
     for id in [
         "image:1300000000-1-deadbeef-0000-4000-8000-000000000000-0",
@@ -681,7 +629,7 @@ async fn unknown_jobs_are_not_found_and_malformed_ids_are_rejected() {
 
 #[tokio::test]
 async fn cancel_references_and_callbacks_are_unsupported() {
-    let mock = Mock::quick().await;
+    let mock = quick_mock().await;
     let provider = mock.adapter();
     let params = json!({"Prompt": "a fox"});
     let id = provider
@@ -710,7 +658,7 @@ async fn cancel_references_and_callbacks_are_unsupported() {
 
 #[tokio::test]
 async fn garbage_answer_to_a_submission_is_ambiguous_and_to_a_query_transient() {
-    let mock = Mock::start((200, 300), 4, |cfg| {
+    let mock = start_mock((200, 300), 4, |cfg| {
         cfg.faults = Faults {
             garbage_rate: 1.0,
             ..Faults::default()
@@ -735,7 +683,7 @@ async fn garbage_answer_to_a_submission_is_ambiguous_and_to_a_query_transient() 
 
 #[tokio::test]
 async fn bad_gateway_is_transient() {
-    let mock = Mock::start((200, 300), 4, |cfg| {
+    let mock = start_mock((200, 300), 4, |cfg| {
         cfg.faults = Faults {
             error_rate: 1.0,
             ..Faults::default()
@@ -758,7 +706,7 @@ async fn bad_gateway_is_transient() {
 
 #[tokio::test]
 async fn answer_lost_to_a_timeout_is_ambiguous() {
-    let mock = Mock::start((200, 300), 4, |cfg| {
+    let mock = start_mock((200, 300), 4, |cfg| {
         cfg.faults = Faults {
             slow_rate: 1.0,
             slow_delay: Duration::from_millis(1500),
@@ -766,7 +714,7 @@ async fn answer_lost_to_a_timeout_is_ambiguous() {
         };
     })
     .await;
-    let provider = mock.adapter_with(|s| s.client = crate::client(Duration::from_millis(400)));
+    let provider = mock.adapter_with(|s| s.client = client(Duration::from_millis(400)));
     let params = json!({"Prompt": "a fox"});
     let err = provider
         .submit(submission(ModelKind::Image, None, &params))
@@ -784,7 +732,7 @@ async fn unreachable_provider_is_unreachable_and_says_why() {
     drop(listener);
     let mut settings = HunyuanSettings::new(SECRET_ID, SECRET_KEY);
     settings.base_url = Some(format!("http://{addr}"));
-    settings.client = crate::client(Duration::from_secs(2));
+    settings.client = client(Duration::from_secs(2));
     let provider = Hunyuan::new("hunyuan", settings).unwrap();
     let params = json!({"Prompt": "a fox"});
     let err = provider

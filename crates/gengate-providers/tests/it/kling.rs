@@ -7,107 +7,60 @@ use axum::body::Bytes;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gengate_core::ModelKind;
-use gengate_mock::sim::Behavior;
 use gengate_mock::{MockConfig, MockKind};
 use gengate_providers::kling::{Kling, KlingSettings};
 use gengate_providers::{FollowRef, JobState, Provider, ProviderError, SubmitRequest};
+use gengate_testkit::mock::{MockProvider, behavior, client};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 const ACCESS_KEY: &str = "AKtest0001";
 const SECRET_KEY: &str = "SKtest-secret-0001";
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
-struct Mock {
-    url: String,
-    http: reqwest::Client,
-    shutdown: CancellationToken,
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
+/// A Kling mock account over HTTPS with `concurrency` slots, jobs taking
+/// `latency_ms` and failing with probability `fail_rate`; `tweak` adjusts
+/// its configuration.
 async fn spawn_mock_with(
     concurrency: usize,
     latency_ms: (u64, u64),
     fail_rate: f64,
     tweak: impl FnOnce(&mut MockConfig),
-) -> Mock {
-    let behavior = Behavior {
-        latency_min: Duration::from_millis(latency_ms.0),
-        latency_max: Duration::from_millis(latency_ms.1),
-        fail_rate,
-    };
+) -> MockProvider {
     let mut cfg = MockConfig::new(
-        behavior,
+        behavior(latency_ms, fail_rate),
         concurrency,
         "",
         &format!("{ACCESS_KEY}:{SECRET_KEY}"),
     );
     tweak(&mut cfg);
-    let shutdown = CancellationToken::new();
-    let url = crate::serve_mock(MockKind::Kling, cfg, shutdown.clone()).await;
-    Mock {
-        url,
-        http: crate::client(Duration::from_secs(10)),
-        shutdown,
-    }
+    MockProvider::https(MockKind::Kling, cfg).await
 }
 
-async fn spawn_mock(concurrency: usize, latency_ms: (u64, u64)) -> Mock {
+async fn spawn_mock(concurrency: usize, latency_ms: (u64, u64)) -> MockProvider {
     spawn_mock_with(concurrency, latency_ms, 0.0, |_| {}).await
 }
 
-impl Mock {
+/// The adapter of a mock's account, and requests it never sends.
+trait Account {
+    fn adapter_with(&self, access_key: &str, secret_key: &str) -> Kling;
+    fn adapter(&self) -> Kling;
+    async fn get_raw(&self, path: &str, authorization: Option<String>) -> (u16, Value);
+}
+
+impl Account for MockProvider {
     fn adapter_with(&self, access_key: &str, secret_key: &str) -> Kling {
         let mut settings = KlingSettings::new(access_key, secret_key);
         settings.base_url = self.url.clone();
-        settings.client = crate::client(Duration::from_secs(5));
+        settings.client = client(Duration::from_secs(5));
         settings.retry_after = Duration::from_secs(1);
         Kling::new("kling", settings).unwrap()
     }
 
     fn adapter(&self) -> Kling {
         self.adapter_with(ACCESS_KEY, SECRET_KEY)
-    }
-
-    async fn stats(&self) -> Value {
-        self.http
-            .get(format!("{}/_mock/stats", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn jobs(&self) -> Vec<Value> {
-        self.http
-            .get(format!("{}/_mock/jobs", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn inject(&self, code: &str, count: usize) {
-        let resp = self
-            .http
-            .post(format!("{}/_mock/inject", self.url))
-            .json(&json!({"code": code, "count": count}))
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success());
     }
 
     /// A raw GET with `authorization` (if any): status and body.
@@ -183,17 +136,7 @@ fn follow(provider_task_id: &str) -> FollowRef<'_> {
 
 /// Polls until the task leaves Pending; returns every state seen.
 async fn poll_until_done(kling: &Kling, id: &str) -> Vec<JobState> {
-    let mut seen = Vec::new();
-    for _ in 0..200 {
-        let state = kling.poll(follow(id)).await.unwrap();
-        let done = !matches!(state, JobState::Pending { .. });
-        seen.push(state);
-        if done {
-            return seen;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("task {id} did not finish: {seen:?}");
+    crate::poll_until_done(kling, follow(id)).await
 }
 
 fn video_params(prompt: &str) -> Value {
@@ -383,7 +326,7 @@ async fn every_mapped_code_reaches_the_right_provider_error() {
     for (i, (code, want)) in table.into_iter().enumerate() {
         // Token codes are answered twice: the adapter re-mints once.
         let count = if code.starts_with("100") { 2 } else { 1 };
-        mock.inject(code, count).await;
+        mock.inject_many(code, count).await;
         let reference = format!("ref-code-{i}");
         let err = kling
             .submit(request(&reference, ModelKind::Video, None, &params, None))
@@ -417,7 +360,7 @@ async fn a_refused_token_is_reminted_once_and_the_request_sent_again() {
     let mock = spawn_mock(2, (100, 200)).await;
     let kling = mock.adapter();
     let params = video_params("retry");
-    mock.inject("1004", 1).await;
+    mock.inject_many("1004", 1).await;
     let id = kling
         .submit(request("ref-remint", ModelKind::Video, None, &params, None))
         .await

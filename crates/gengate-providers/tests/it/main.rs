@@ -1,65 +1,31 @@
-//! Each adapter against its wire-compatible mock, over real HTTP on loopback.
+//! Each adapter against its wire-compatible mock, over real HTTPS on
+//! loopback (`gengate_testkit::mock`: the mocks present a certificate from a
+//! test CA, which the adapters' clients trust as gengate would through
+//! `tls.ca_file`).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::Mutex;
 use std::time::Duration;
 
-use gengate_mock::tls::{Leaf, ThrowawayCa};
-use gengate_mock::{self as mock, MockConfig, MockKind};
-use gengate_net::{Outbound, Trust};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use gengate_providers::{FollowRef, JobState, Provider};
+use gengate_testkit::wait_for;
 
 mod hunyuan;
 mod kling;
 mod runninghub;
 mod transport;
 
-/// The mocks serve HTTPS, as the providers do, with a certificate from a CA
-/// this test binary makes; the adapters' clients trust it as gengate would
-/// trust it through `tls.ca_file`.
-pub(crate) struct TestTls {
-    pub(crate) server: Arc<rustls::ServerConfig>,
-    pub(crate) trust: Trust,
-}
-
-pub(crate) fn tls() -> &'static TestTls {
-    static TLS: OnceLock<TestTls> = OnceLock::new();
-    TLS.get_or_init(|| {
-        let ca = ThrowawayCa::new().expect("a CA");
-        TestTls {
-            server: ca
-                .server_config(&Leaf::for_names(&["127.0.0.1", "localhost"]))
-                .expect("a leaf certificate"),
-            trust: Trust::with_pem(ca.pem().as_bytes(), None).expect("the CA's PEM"),
-        }
+/// Polls `task` until it leaves `Pending` (for at most 10 s); returns every
+/// state seen, the last one final.
+pub(crate) async fn poll_until_done(provider: &dyn Provider, task: FollowRef<'_>) -> Vec<JobState> {
+    let seen = Mutex::new(Vec::new());
+    let seen_ref = &seen;
+    let what = format!("task {} to finish", task.provider_task_id);
+    wait_for(&what, Duration::from_secs(10), move || async move {
+        let state = provider.poll(task).await.unwrap();
+        let done = !matches!(state, JobState::Pending { .. });
+        seen_ref.lock().unwrap().push(state);
+        done
     })
-}
-
-/// A provider client as gengate builds one (no proxy), trusting the mocks'
-/// CA.
-pub(crate) fn client(timeout: Duration) -> reqwest::Client {
-    Outbound::new(tls().trust.clone())
-        .provider(timeout, None)
-        .expect("client builds")
-}
-
-/// Serves the mock of `kind` over HTTPS on 127.0.0.1 until `shutdown`;
-/// returns its `https://` base URL. `tweak` adjusts its configuration (the
-/// public URL is set).
-pub(crate) async fn serve_mock(
-    kind: MockKind,
-    mut cfg: MockConfig,
-    shutdown: CancellationToken,
-) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("https://{}", listener.local_addr().unwrap());
-    cfg.public_url = url.clone();
-    tokio::spawn(mock::serve(
-        kind,
-        listener,
-        cfg,
-        Some(tls().server.clone()),
-        shutdown,
-    ));
-    url
+    .await;
+    seen.into_inner().unwrap()
 }

@@ -1,16 +1,16 @@
 //! The RunningHub adapter against its mock, over real HTTP on loopback.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
 use gengate_core::ModelKind;
-use gengate_mock::sim::Behavior;
 use gengate_mock::{Faults, MockConfig, MockKind};
 use gengate_providers::runninghub::{RunningHub, RunningHubSettings};
 use gengate_providers::{FollowRef, JobState, Provider, ProviderError, SubmitRequest};
+use gengate_testkit::mock::{MockProvider, behavior, client};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
@@ -20,83 +20,30 @@ const KEY: &str = "0123456789abcdef0123456789abcdef";
 const WORKFLOW_ID: &str = "1904136902449209346";
 const RETRY_AFTER: Duration = Duration::from_secs(7);
 
-/// A mock account on loopback, stopped when dropped.
-struct Mock {
-    url: String,
-    stop: CancellationToken,
-    http: reqwest::Client,
+/// A RunningHub mock account with `concurrency` slots and jobs of
+/// 200–350 ms, over HTTPS; `tweak` adjusts its configuration.
+async fn start_mock(
+    concurrency: usize,
+    fail_rate: f64,
+    tweak: impl FnOnce(&mut MockConfig),
+) -> MockProvider {
+    let mut cfg = MockConfig::new(behavior((200, 350), fail_rate), concurrency, "", KEY);
+    tweak(&mut cfg);
+    MockProvider::https(MockKind::Runninghub, cfg).await
 }
 
-impl Drop for Mock {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+async fn ok_mock() -> MockProvider {
+    start_mock(4, 0.0, |_| {}).await
 }
 
-impl Mock {
-    async fn start(
-        concurrency: usize,
-        fail_rate: f64,
-        tweak: impl FnOnce(&mut MockConfig),
-    ) -> Mock {
-        let behavior = Behavior {
-            latency_min: Duration::from_millis(200),
-            latency_max: Duration::from_millis(350),
-            fail_rate,
-        };
-        let mut cfg = MockConfig::new(behavior, concurrency, "", KEY);
-        tweak(&mut cfg);
-        let stop = CancellationToken::new();
-        let url = crate::serve_mock(MockKind::Runninghub, cfg, stop.clone()).await;
-        Mock {
-            url,
-            stop,
-            http: crate::client(Duration::from_secs(10)),
-        }
-    }
+/// The adapter of a mock's account.
+trait Account {
+    fn adapter(&self) -> RunningHub;
+}
 
-    async fn ok() -> Mock {
-        Mock::start(4, 0.0, |_| {}).await
-    }
-
+impl Account for MockProvider {
     fn adapter(&self) -> RunningHub {
         adapter_at(&self.url, KEY, Duration::from_secs(5))
-    }
-
-    async fn stats(&self) -> Value {
-        let url = format!("{}/_mock/stats", self.url);
-        self.http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    async fn jobs(&self) -> Vec<Value> {
-        let url = format!("{}/_mock/jobs", self.url);
-        self.http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-
-    /// The next submission is answered with `code`.
-    async fn inject(&self, code: &str) {
-        let resp = self
-            .http
-            .post(format!("{}/_mock/inject", self.url))
-            .json(&json!({"code": code}))
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success());
     }
 }
 
@@ -106,7 +53,7 @@ fn adapter_at(url: &str, key: &str, timeout: Duration) -> RunningHub {
         RunningHubSettings {
             base_url: url.to_owned(),
             api_key: key.to_owned(),
-            client: crate::client(timeout),
+            client: client(timeout),
             retry_after: RETRY_AFTER,
         },
     )
@@ -154,18 +101,7 @@ fn follow(provider_task_id: &str) -> FollowRef<'_> {
 
 /// Polls until the task leaves `Pending`; returns the states seen.
 async fn poll_until_done(rh: &RunningHub, id: &str) -> Vec<JobState> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut seen = Vec::new();
-    loop {
-        let state = rh.poll(follow(id)).await.unwrap();
-        let done = !matches!(state, JobState::Pending { .. });
-        seen.push(state);
-        if done {
-            return seen;
-        }
-        assert!(Instant::now() < deadline, "task {id} never finished");
-        tokio::time::sleep(Duration::from_millis(40)).await;
-    }
+    crate::poll_until_done(rh, follow(id)).await
 }
 
 async fn submit_ok(rh: &RunningHub, params: &Value) -> String {
@@ -180,7 +116,7 @@ async fn submit_err(rh: &RunningHub, params: &Value) -> ProviderError {
 
 #[tokio::test]
 async fn workflow_runs_from_submit_to_fetchable_outputs() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     let params = workflow_params("a red fox");
     let id = submit_ok(&rh, &params).await;
@@ -221,7 +157,7 @@ async fn workflow_runs_from_submit_to_fetchable_outputs() {
 #[tokio::test]
 async fn queued_task_is_pending_at_zero_then_halfway_while_running() {
     // Long enough that the queued tenth (813) is seen reliably.
-    let mock = Mock::start(4, 0.0, |cfg| {
+    let mock = start_mock(4, 0.0, |cfg| {
         cfg.behavior.latency_min = Duration::from_millis(1000);
         cfg.behavior.latency_max = Duration::from_millis(1000);
     })
@@ -244,7 +180,7 @@ async fn queued_task_is_pending_at_zero_then_halfway_while_running() {
 
 #[tokio::test]
 async fn numeric_workflow_id_is_sent_as_a_string() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     let params = json!({"workflowId": 1_904_136_902_449_209_346_u64,
                         "nodeInfoList": [{"nodeId": "6", "fieldName": "text", "fieldValue": "x"}]});
@@ -254,7 +190,7 @@ async fn numeric_workflow_id_is_sent_as_a_string() {
 
 #[tokio::test]
 async fn app_endpoint_runs_the_webapp_with_its_id_as_given() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     let params = json!({"webappId": 1_877_265_245_566_922_800_u64,
                         "nodeInfoList": [{"nodeId": "52", "fieldName": "prompt", "fieldValue": "a fox"}]});
@@ -278,7 +214,7 @@ async fn app_endpoint_runs_the_webapp_with_its_id_as_given() {
 
 #[tokio::test]
 async fn video_outputs_get_a_video_content_type() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     let params = json!({"workflowId": WORKFLOW_ID, "nodeInfoList": [
         {"nodeId": "6", "fieldName": "text", "fieldValue": "a fox running"},
@@ -323,7 +259,7 @@ async fn missing_workflow_or_app_id_is_a_config_rejection_without_any_request() 
 
 #[tokio::test]
 async fn concurrency_full_is_back_pressure_not_failure() {
-    let mock = Mock::start(1, 0.0, |_| {}).await;
+    let mock = start_mock(1, 0.0, |_| {}).await;
     let rh = mock.adapter();
     let params = workflow_params("a fox");
     let first = submit_ok(&rh, &params).await;
@@ -348,7 +284,7 @@ async fn concurrency_full_is_back_pressure_not_failure() {
 
 #[tokio::test]
 async fn injected_business_codes_map_to_what_the_dispatcher_does_next() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     let params = workflow_params("a fox");
     for code in ["421", "415", "814", "1011", "1520"] {
@@ -397,7 +333,7 @@ async fn injected_business_codes_map_to_what_the_dispatcher_does_next() {
 
 #[tokio::test]
 async fn task_created_as_failed_is_rejected_with_the_validation_details() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     mock.inject("FAILED").await;
     let err = submit_err(&rh, &workflow_params("a fox")).await;
@@ -413,7 +349,7 @@ async fn task_created_as_failed_is_rejected_with_the_validation_details() {
 
 #[tokio::test]
 async fn node_errors_on_a_queued_task_are_a_rejection() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     mock.inject("node_errors").await;
     let err = submit_err(&rh, &workflow_params("a fox")).await;
@@ -426,7 +362,7 @@ async fn node_errors_on_a_queued_task_are_a_rejection() {
 
 #[tokio::test]
 async fn bad_params_are_refused_by_the_provider_and_rejected() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     let cases = [
         // A nodeInfoList item without fieldValue.
@@ -469,7 +405,7 @@ async fn bad_params_are_refused_by_the_provider_and_rejected() {
 
 #[tokio::test]
 async fn wrong_key_is_refused_everywhere_and_unauthorized() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let good = mock.adapter();
     let id = submit_ok(&good, &workflow_params("a fox")).await;
     let bad = adapter_at(
@@ -493,14 +429,14 @@ async fn wrong_key_is_refused_everywhere_and_unauthorized() {
 
 #[tokio::test]
 async fn check_account_passes_with_the_lowercase_apikey() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     mock.adapter().check_account().await.unwrap();
     assert_eq!(mock.stats().await["auth_failures"], 0);
 }
 
 #[tokio::test]
 async fn failed_task_reports_its_failed_reason() {
-    let mock = Mock::start(4, 1.0, |_| {}).await;
+    let mock = start_mock(4, 1.0, |_| {}).await;
     let rh = mock.adapter();
     let id = submit_ok(&rh, &workflow_params("a fox")).await;
     let Some(JobState::Failed { error }) = poll_until_done(&rh, &id).await.pop() else {
@@ -520,7 +456,7 @@ async fn failed_task_reports_its_failed_reason() {
 
 #[tokio::test]
 async fn finished_task_without_outputs_is_a_permanent_failure() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     mock.inject("no_outputs").await;
     let id = submit_ok(&rh, &workflow_params("a fox")).await;
@@ -533,7 +469,7 @@ async fn finished_task_without_outputs_is_a_permanent_failure() {
 
 #[tokio::test]
 async fn cancel_stops_a_task_and_unknown_tasks_are_not_found() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     let id = submit_ok(&rh, &workflow_params("a fox")).await;
     rh.cancel(follow(&id)).await.unwrap();
@@ -597,7 +533,7 @@ async fn next_callback(rx: &mut mpsc::UnboundedReceiver<Bytes>) -> Bytes {
 
 #[tokio::test]
 async fn webhook_arrives_at_the_end_repeated_and_parse_callback_reads_it() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     assert!(rh.supports_callbacks());
     let (url, mut rx, stop) = receiver().await;
@@ -632,7 +568,7 @@ async fn webhook_arrives_at_the_end_repeated_and_parse_callback_reads_it() {
 
 #[tokio::test]
 async fn failure_webhook_carries_805_and_the_failed_reason() {
-    let mock = Mock::start(4, 1.0, |_| {}).await;
+    let mock = start_mock(4, 1.0, |_| {}).await;
     let rh = mock.adapter();
     let (url, mut rx, stop) = receiver().await;
     let (input, params) = (input(), workflow_params("a fox"));
@@ -651,7 +587,7 @@ async fn failure_webhook_carries_805_and_the_failed_reason() {
 
 #[tokio::test]
 async fn canceled_task_gets_no_webhook() {
-    let mock = Mock::ok().await;
+    let mock = ok_mock().await;
     let rh = mock.adapter();
     let (url, mut rx, stop) = receiver().await;
     let (input, params) = (input(), workflow_params("a fox"));
@@ -667,7 +603,7 @@ async fn canceled_task_gets_no_webhook() {
 
 #[tokio::test]
 async fn garbage_answer_to_a_create_is_ambiguous() {
-    let mock = Mock::start(4, 0.0, |cfg| {
+    let mock = start_mock(4, 0.0, |cfg| {
         cfg.faults = Faults {
             garbage_rate: 1.0,
             ..Faults::default()
@@ -688,7 +624,7 @@ async fn garbage_answer_to_a_create_is_ambiguous() {
 
 #[tokio::test]
 async fn bad_gateway_is_transient() {
-    let mock = Mock::start(4, 0.0, |cfg| {
+    let mock = start_mock(4, 0.0, |cfg| {
         cfg.faults = Faults {
             error_rate: 1.0,
             ..Faults::default()
@@ -708,7 +644,7 @@ async fn bad_gateway_is_transient() {
 
 #[tokio::test]
 async fn timeout_after_sending_a_create_is_ambiguous() {
-    let mock = Mock::start(4, 0.0, |cfg| {
+    let mock = start_mock(4, 0.0, |cfg| {
         cfg.faults = Faults {
             slow_rate: 1.0,
             slow_delay: Duration::from_millis(1500),
@@ -725,7 +661,7 @@ async fn timeout_after_sending_a_create_is_ambiguous() {
 
 #[tokio::test]
 async fn expired_output_urls_are_refused_by_the_file_host() {
-    let mock = Mock::start(4, 0.0, |cfg| {
+    let mock = start_mock(4, 0.0, |cfg| {
         cfg.url_ttl = Some(Duration::from_millis(1500))
     })
     .await;
