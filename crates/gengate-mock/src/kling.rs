@@ -14,7 +14,7 @@
 //!   `external_task_id` → 400 1201 "external_task_id already exists"; a full
 //!   account → 429 1303 (not recorded).
 //! - `GET <collection>/{task_id}`: the task, only under the family that made
-//!   it; unknown → 400 1201 "task not found" (the [3p] reading of §3.8).
+//!   it; unknown → 400 1201 "task not found" (the \[3p\] reading of §3.8).
 //! - `GET <collection>?pageNum=&pageSize=` (1–1000, 1–500): the family's
 //!   tasks, newest first. `GET <collection>?external_task_id=` takes the
 //!   "single-task query by own id" reading of §3.4: `data` is the one task,

@@ -154,7 +154,8 @@ impl Provider for Kling {
     fn supports_callbacks(&self) -> bool {
         true
     }
-    /// The bare task object Kling posts (see [`callback`](super::callback)).
+    /// Kling posts the bare task object on every status change; an envelope
+    /// around it (`{code, data: task}`) is read too.
     fn parse_callback(&self, body: &[u8]) -> Result<CallbackHint, ProviderError> {
         callback::parse(body)
     }

@@ -1,9 +1,5 @@
-//! The `TASK_END` webhook: `{"event":"TASK_END","taskId":…,"eventData":
-//! "<outputs answer as a JSON string>"}`. Only the task id and the event
-//! matter: the callback is unsigned, so the dispatcher confirms it with
-//! [`Provider::poll`](crate::Provider::poll). `eventData` is not required
-//! (an object is accepted as well as the documented string); deliveries may
-//! repeat.
+//! The `TASK_END` webhook read into a hint: the task id and whether the
+//! task ended (see `Provider::parse_callback` for RunningHub).
 
 use serde::Deserialize;
 

@@ -129,7 +129,11 @@ impl Provider for RunningHub {
     fn supports_callbacks(&self) -> bool {
         true
     }
-    /// The `TASK_END` webhook (see [`callback`](super::callback)).
+    /// `{"event":"TASK_END","taskId":…,"eventData":"<outputs answer as a
+    /// JSON string>"}`. Only the task id and the event matter: the callback
+    /// is unsigned, so the dispatcher confirms it with [`Provider::poll`].
+    /// `eventData` is not required (an object is accepted as well as the
+    /// documented string); deliveries may repeat.
     fn parse_callback(&self, body: &[u8]) -> Result<CallbackHint, ProviderError> {
         callback::parse(body)
     }
