@@ -7,12 +7,13 @@
 pub mod id;
 pub mod lifecycle;
 pub mod mapping;
+pub mod mime;
 pub mod model;
 pub mod policy;
 pub mod task;
 pub mod time;
 pub mod units;
 
-pub use lifecycle::{Effect, Event, IllegalTransition, apply};
+pub use lifecycle::{Effect, Event, Fence, IllegalTransition, apply};
 pub use model::{FieldSpec, InputError, ModelKind, ModelSpec};
 pub use task::{Output, Role, Status, Task, TaskError, TaskId, UserId};

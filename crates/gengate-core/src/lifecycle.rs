@@ -64,6 +64,41 @@ impl Event {
             Event::Reroute { .. } => "reroute",
         }
     }
+
+    /// How the store guards the change this event makes. Changes made on
+    /// anyone's behalf (a cancel, an expiry, a move) need no lease; the rest
+    /// are the work of the node holding the task's lease. Exhaustive: a new
+    /// event must say which it is.
+    pub fn fence(&self) -> Fence {
+        match self {
+            Event::Claim
+            | Event::Accept { .. }
+            | Event::Progress { .. }
+            | Event::Succeed { .. }
+            | Event::Stored { .. }
+            | Event::Fail { .. }
+            | Event::Defer { .. } => Fence::Lease,
+            Event::Cancel | Event::Expire | Event::Reroute { .. } => Fence::Version,
+        }
+    }
+}
+
+/// How a task update is guarded beyond its version, on a shared store.
+///
+/// A task in `submitting`, `running` or `storing` is *leased* to the node
+/// working on it: `lease_owner` and `lease_until` (the database's clock) in
+/// its row. The holder renews its leases by heartbeat; a lease not renewed in
+/// time expires and another node takes the task over, bumping its version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// Written by the node working on the task (a submission's answer, a
+    /// poll's result, a copy): the write needs this node's unexpired lease
+    /// on the task (or no lease on it), and renews it while the new status
+    /// holds one. A node that stalled past its lease writes nothing.
+    Lease,
+    /// Written on anyone's behalf (a cancel, an expiry, a move to another
+    /// provider): the version alone guards it. Such writes end the lease.
+    Version,
 }
 
 /// Work the dispatcher must do after the new state is stored.

@@ -91,23 +91,9 @@ pub struct StatusCount {
     pub count: u64,
 }
 
-/// How a task update is guarded beyond its version, on a shared store.
-///
-/// A task in `submitting`, `running` or `storing` is *leased* to the node
-/// working on it: `lease_owner` and `lease_until` (the database's clock) in
-/// its row. The holder renews its leases by heartbeat; a lease not renewed in
-/// time expires and another node takes the task over, bumping its version.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fence {
-    /// Written by the node working on the task (a submission's answer, a
-    /// poll's result, a copy): the write needs this node's unexpired lease
-    /// on the task (or no lease on it), and renews it while the new status
-    /// holds one. A node that stalled past its lease writes nothing.
-    Lease,
-    /// Written on anyone's behalf (a cancel, an expiry, a move to another
-    /// provider): the version alone guards it. Such writes end the lease.
-    Version,
-}
+/// How a task update is guarded beyond its version (the event decides:
+/// [`gengate_core::Event::fence`]).
+pub use gengate_core::Fence;
 
 /// Whether `status` keeps its task leased to a node.
 pub fn holds_lease(status: Status) -> bool {
