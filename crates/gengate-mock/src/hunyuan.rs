@@ -36,9 +36,9 @@ use axum::{Json, Router};
 use bytes::Bytes;
 use gengate_core::ModelKind;
 use gengate_providers::hunyuan::{MAX_CLOCK_SKEW_SECS, sign};
-use gengate_providers::wire::constant_time_eq;
 use rand::Rng;
 use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
 
 use crate::account::{Account, Job, Phase, SharedAccount};
 use crate::config::MockConfig;
@@ -318,7 +318,7 @@ fn verify_signature(
     }
     let expected = sign(secret_key, service, timestamp, &signed, body);
     if expected.signed_headers != signed_headers
-        || !constant_time_eq(expected.signature.as_bytes(), signature.as_bytes())
+        || !bool::from(expected.signature.as_bytes().ct_eq(signature.as_bytes()))
     {
         return Err(bad_signature("the signature does not match"));
     }

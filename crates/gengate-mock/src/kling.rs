@@ -39,6 +39,7 @@ use gengate_core::ModelKind;
 use gengate_providers::wire;
 use rand::RngCore;
 use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
 
 use crate::account::{Account, Job, Phase, SharedAccount};
 use crate::config::MockConfig;
@@ -115,7 +116,7 @@ fn default_message(code: u32) -> &'static str {
 fn request_id() -> String {
     let mut b = [0u8; 16];
     rand::thread_rng().fill_bytes(&mut b);
-    let h = wire::hex(&b);
+    let h = hex::encode(b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],
@@ -196,7 +197,7 @@ fn verify(account: &Account, headers: &HeaderMap) -> Result<(), Response> {
         secret_key.as_bytes(),
         format!("{}.{}", parts[0], parts[1]).as_bytes(),
     );
-    if !wire::constant_time_eq(&expected, &signature) {
+    if !bool::from(expected.ct_eq(&signature)) {
         return Err(refuse(1000, "Authentication failed: signature mismatch"));
     }
     let now = now_ms() / 1000;

@@ -49,6 +49,7 @@ use axum::{Json, http::StatusCode};
 use gengate_core::ModelKind;
 use gengate_providers::wire;
 use serde_json::{Map, Value, json};
+use subtle::ConstantTimeEq;
 
 use crate::account::{Account, Job, Phase, SharedAccount};
 use crate::config::MockConfig;
@@ -149,7 +150,7 @@ fn object(body: &Bytes) -> Result<Map<String, Value>, Refusal> {
 /// Checks the key in `field` of the body, counting a refusal.
 fn authorize(account: &Account, body: &Map<String, Value>, field: &str) -> Result<(), Refusal> {
     let given = body.get(field).and_then(Value::as_str).unwrap_or("");
-    if wire::constant_time_eq(given.as_bytes(), account.cfg.credentials.as_bytes()) {
+    if bool::from(given.as_bytes().ct_eq(account.cfg.credentials.as_bytes())) {
         Ok(())
     } else {
         account.ledger().auth_failures += 1;
@@ -322,7 +323,7 @@ fn prompt_tips(ok: bool) -> String {
 
 fn client_id(account: &Account, task_id: &str) -> String {
     let mac = wire::hmac_sha256(account.cfg.credentials.as_bytes(), task_id.as_bytes());
-    wire::hex(&mac[..16])
+    hex::encode(&mac[..16])
 }
 
 async fn create_workflow(State(account): State<SharedAccount>, body: Bytes) -> Response {

@@ -33,18 +33,7 @@ pub fn hmac_sha256(key: &[u8], msg: &[u8]) -> [u8; 32] {
 }
 
 pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// A key as it may be printed: a short fingerprint that tells two
@@ -55,11 +44,6 @@ pub(crate) fn masked(key: &str) -> String {
     } else {
         format!("*** (sha256 {})", &sha256_hex(key.as_bytes())[..8])
     }
-}
-
-/// Compares secrets without an early exit on the first differing byte.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// Reads an answer's status and body, at most [`MAX_ANSWER_BYTES`] (the cap
@@ -138,15 +122,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hex_and_hashes() {
-        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
+    fn hashes() {
         assert_eq!(
             sha256_hex(b""),
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
         );
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! outputs of a finished job with their content types and expiries, and
 //! failures.
 
-use gengate_core::{Output, TaskError};
+use gengate_core::{Output, TaskError, mime};
 use serde::Deserialize;
 
 use super::codes::job_error_retryable;
@@ -107,26 +107,10 @@ fn stated_expiry_ms(url: &str) -> Option<i64> {
 /// The content type of a result, from its URL's extension, else the usual
 /// one of its family.
 fn content_type(family: Family, url: &str) -> &'static str {
-    let path = reqwest::Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.path().to_owned());
-    let ext = path
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "webp" => "image/webp",
-        "gif" => "image/gif",
-        "bmp" => "image/bmp",
-        "mp4" => "video/mp4",
-        "mov" => "video/quicktime",
-        "webm" => "video/webm",
-        "avi" => "video/x-msvideo",
-        _ => match family {
-            Family::Image => "image/png",
-            Family::Video => "video/mp4",
-        },
-    }
+    mime::of_url(url).unwrap_or(match family {
+        Family::Image => "image/png",
+        Family::Video => "video/mp4",
+    })
 }
 
 pub(super) fn image_state(job: ImageJob, now_ms: i64) -> Result<JobState, ProviderError> {

@@ -1,7 +1,7 @@
 //! TC3-HMAC-SHA256, the signature of Tencent Cloud API 3.0, kept step by
 //! step so Tencent's published example can be checked at each one.
 
-use crate::wire::{hex, hmac_sha256, sha256_hex};
+use crate::wire::{hmac_sha256, sha256_hex};
 
 /// Tencent rejects signatures whose timestamp is further than this from its
 /// clock (`AuthFailure.SignatureExpire`).
@@ -70,7 +70,7 @@ pub fn sign(
     let k_date = hmac_sha256(format!("TC3{secret_key}").as_bytes(), date.as_bytes());
     let k_service = hmac_sha256(&k_date, service.as_bytes());
     let k_signing = hmac_sha256(&k_service, b"tc3_request");
-    let signature = hex(&hmac_sha256(&k_signing, string_to_sign.as_bytes()));
+    let signature = hex::encode(hmac_sha256(&k_signing, string_to_sign.as_bytes()));
     Tc3Signature {
         payload_hash,
         canonical_request_hash,

@@ -2,7 +2,7 @@
 //! is, its outputs (with their 30-day expiry) or why it failed, which task
 //! carries our reference, and the slots an image job holds.
 
-use gengate_core::{Output, TaskError};
+use gengate_core::{Output, TaskError, mime};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -151,23 +151,7 @@ fn is_policy_failure(message: &str) -> bool {
 
 /// A content type from the URL's extension, or `default`.
 fn content_type_of(url: &str, default: &'static str) -> &'static str {
-    let path = url.split(['?', '#']).next().unwrap_or(url);
-    let file = path.rsplit('/').next().unwrap_or(path);
-    let ext = file
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
-    match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "webp" => "image/webp",
-        "gif" => "image/gif",
-        "mp4" => "video/mp4",
-        "mov" => "video/quicktime",
-        "webm" => "video/webm",
-        "avi" => "video/x-msvideo",
-        _ => default,
-    }
+    mime::of_url(url).unwrap_or(default)
 }
 
 /// The task id of the task in `data` (one task or a list of them) whose

@@ -2,7 +2,7 @@
 //! problems, a failed task's reason (and whether another run may pass), and
 //! a finished task's files with their content types.
 
-use gengate_core::{Output, TaskError};
+use gengate_core::{Output, TaskError, mime};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -151,45 +151,9 @@ pub(super) fn content_type(file_type: Option<&str>, url: &str) -> String {
     if let Some(t) = file_type.filter(|t| t.contains('/')) {
         return t.trim().to_ascii_lowercase();
     }
-    let from_ext = |ext: &str| -> Option<&'static str> {
-        Some(
-            match ext
-                .trim()
-                .trim_start_matches('.')
-                .to_ascii_lowercase()
-                .as_str()
-            {
-                "png" => "image/png",
-                "jpg" | "jpeg" => "image/jpeg",
-                "webp" => "image/webp",
-                "gif" => "image/gif",
-                "bmp" => "image/bmp",
-                "tif" | "tiff" => "image/tiff",
-                "mp4" => "video/mp4",
-                "webm" => "video/webm",
-                "mov" => "video/quicktime",
-                "avi" => "video/x-msvideo",
-                "mkv" => "video/x-matroska",
-                "mp3" => "audio/mpeg",
-                "wav" => "audio/wav",
-                "flac" => "audio/flac",
-                "txt" => "text/plain",
-                "json" => "application/json",
-                "zip" => "application/zip",
-                "glb" => "model/gltf-binary",
-                _ => return None,
-            },
-        )
-    };
-    let path = url.split(['?', '#']).next().unwrap_or("");
-    let url_ext = path
-        .rsplit('/')
-        .next()
-        .and_then(|file| file.rsplit_once('.'))
-        .map(|(_, ext)| ext);
     file_type
-        .and_then(from_ext)
-        .or_else(|| url_ext.and_then(from_ext))
+        .and_then(mime::of_extension)
+        .or_else(|| mime::of_url(url))
         .unwrap_or("application/octet-stream")
         .to_owned()
 }
