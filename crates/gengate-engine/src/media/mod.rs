@@ -16,7 +16,7 @@ pub mod thumb;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use gengate_core::{Output, Task};
+use gengate_core::{Output, Task, mime};
 use gengate_net::{Cause, Destinations, Failure, Forbidden, Outbound, check_url};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -118,7 +118,7 @@ impl Media {
 
     /// The key of output `index` of a task: `<task id>/<index>.<ext>`.
     pub fn key_of(task_id: &str, index: usize, content_type: &str) -> String {
-        format!("t/{task_id}/{index}.{}", sniff::extension(content_type))
+        format!("t/{task_id}/{index}.{}", mime::extension(content_type))
     }
 
     /// Copies every output of a storing task, each with its own retries.
@@ -214,7 +214,7 @@ impl Media {
             .and_then(|p| sniff::type_of_extension(&p))
             .unwrap_or(out.content_type.as_str());
         for claimed in [declared, out.content_type.as_str()] {
-            if sniff::family(claimed) != sniff::family(actual) {
+            if mime::family(claimed) != mime::family(actual) {
                 return Err(CopyError::Refused(format!(
                     "the content is {actual}, not the {claimed} it claims to be"
                 )));
@@ -281,7 +281,7 @@ impl Media {
             (Ok(()), Some(w)) => w.finish().await?,
             (Ok(()), None) => {}
         }
-        let sha256 = crate::keys::hex(&hasher.finalize());
+        let sha256 = hex::encode(hasher.finalize());
         let thumbnail_url = match for_thumb {
             Some(bytes) => self.store_thumbnail(task, &key, bytes).await?,
             None => out.thumbnail_url.clone(),

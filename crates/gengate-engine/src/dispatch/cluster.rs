@@ -27,41 +27,74 @@ use gengate_core::{Event, Status, Task};
 use gengate_store::Change;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
+use tokio::task::JoinHandle;
+
+use super::dispatcher::{BoxFuture, Dispatcher, WorkSource};
 use super::health::Gate;
-use super::{Dispatcher, Lane};
-use crate::now_ms;
+use super::lane::{Lane, LaneState};
+use super::transition::Outcome;
 
 /// Claims made at most per store call.
-const CLAIM_BATCH: u32 = 16;
+pub(super) const CLAIM_BATCH: u32 = 16;
 /// How often a lane claims when nothing wakes it (tasks created on a node
 /// without an event channel, retry times passing).
-const CLAIM_INTERVAL: Duration = Duration::from_millis(500);
+pub(super) const CLAIM_INTERVAL: Duration = Duration::from_millis(500);
 /// After a claim that found no more work (or no free slot), the next one
 /// waits at least this long, however often the lane is woken: under a burst
 /// of creations on every node, claims stay a few per second per lane instead
 /// of one per task, all queuing for the provider's row lock.
-const CLAIM_MIN_GAP: Duration = Duration::from_millis(50);
+pub(super) const CLAIM_MIN_GAP: Duration = Duration::from_millis(50);
 /// How long after taking over a task caught in `submitting` its provider is
 /// asked whether the submission arrived.
-const RECONCILE_DELAY: Duration = Duration::from_secs(2);
-/// Queued tasks moved to a failover provider per model and pass.
-const FAILOVER_BATCH: u32 = 100;
+pub(super) const RECONCILE_DELAY: Duration = Duration::from_secs(2);
 /// Tasks taken over per store call.
-const TAKEOVER_BATCH: u32 = 256;
+pub(super) const TAKEOVER_BATCH: u32 = 256;
 
-impl Dispatcher {
-    /// Whether this dispatcher shares its store with other nodes.
-    pub(super) fn clustered(&self) -> bool {
-        self.inner.store.shared()
+/// A shared store: the queue is the store's, claims count every node's
+/// slots, and leases fence each node's writes.
+pub(super) struct StoreClaims;
+
+impl WorkSource for StoreClaims {
+    fn feed(&self, dispatcher: Dispatcher, lane: Arc<Lane>) -> BoxFuture<'static, ()> {
+        Box::pin(dispatcher.claim_loop(lane))
     }
 
+    fn start(&self, dispatcher: &Dispatcher) -> Option<JoinHandle<()>> {
+        dispatcher
+            .inner
+            .tracker
+            .spawn(dispatcher.clone().takeover_loop());
+        Some(tokio::spawn(dispatcher.clone().lease_loop()))
+    }
+
+    fn recover<'a>(&'a self, dispatcher: &'a Dispatcher) -> BoxFuture<'a, anyhow::Result<()>> {
+        // Other nodes' tasks are theirs while their leases last; this node's
+        // tasks from before a restart are taken over once their leases
+        // expire (by whichever node looks first).
+        info!(
+            node = dispatcher.inner.store.node_id(),
+            "sharing the store with other nodes: work is claimed and taken over through it"
+        );
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn ready(&self, _: &mut LaneState, _: &Task, _: i64) {
+        // The store's queue holds it already: a lane claims it from there.
+    }
+
+    fn leased(&self) -> bool {
+        true
+    }
+}
+
+impl Dispatcher {
     /// The slot loop on a shared store: claims through the store, within the
     /// lane's health, and runs what it claimed.
     pub(super) async fn claim_loop(self, lane: Arc<Lane>) {
         loop {
             let (gate, limit, blocked) = {
                 let mut st = lane.lock();
-                let now = now_ms();
+                let now = self.now();
                 // Slots are counted by the store across nodes; the gate only
                 // says whether the account takes work (and hands out the one
                 // probe of a blocked account).
@@ -78,7 +111,7 @@ impl Dispatcher {
                 match self
                     .inner
                     .store
-                    .claim_tasks(&lane.name, limit as u32, max, now_ms())
+                    .claim_tasks(&lane.name, limit as u32, max, self.now())
                     .await
                 {
                     Ok(tasks) => {
@@ -109,39 +142,13 @@ impl Dispatcher {
                 () = tokio::time::sleep(CLAIM_MIN_GAP) => {}
             }
             let wait = blocked.map_or(CLAIM_INTERVAL, |until| {
-                Duration::from_millis((until - now_ms()).clamp(1, 1000) as u64).min(CLAIM_INTERVAL)
+                Duration::from_millis((until - self.now()).clamp(1, 1000) as u64)
+                    .min(CLAIM_INTERVAL)
             });
             tokio::select! {
                 () = self.inner.shutdown.cancelled() => return,
                 () = lane.wake.notified() => {}
                 () = tokio::time::sleep(wait) => {}
-            }
-        }
-    }
-
-    /// While `lane` takes no work, moves its queued tasks (the store's queue,
-    /// which every node shares) whose model names a failover provider that
-    /// takes work: the shared-store form of the single node's failover.
-    async fn fail_over_shared(&self, lane: &Arc<Lane>) {
-        for (model, to) in self.failover_targets(lane) {
-            let query = gengate_store::ListQuery {
-                status: Some(Status::Queued),
-                model: Some(model),
-                limit: FAILOVER_BATCH,
-                ..Default::default()
-            };
-            match self.inner.store.list_tasks(&query).await {
-                Ok(tasks) => {
-                    let moves = tasks
-                        .into_iter()
-                        .filter(|t| t.provider == lane.name)
-                        .map(|t| (t.id, to.clone()))
-                        .collect();
-                    self.move_tasks(lane, moves);
-                }
-                Err(e) => {
-                    warn!(provider = %lane.name, error = %e, "listing tasks to fail over from {} failed: {e}", lane.name)
-                }
             }
         }
     }
@@ -188,7 +195,7 @@ impl Dispatcher {
             }
             let held = self.held_ids();
             let started = Instant::now();
-            match self.inner.store.renew_leases(now_ms(), &held).await {
+            match self.inner.store.renew_leases(self.now(), &held).await {
                 Ok(_) => last_renewed = Instant::now(),
                 Err(e) => warn!(error = %e, "renewing this node's leases failed: {e}"),
             }
@@ -313,7 +320,7 @@ impl Dispatcher {
             Status::Running => {
                 let pid = task.provider_task_id.clone().unwrap_or_default();
                 // How long it ran under the dead node is unknown: ask now.
-                let now = now_ms();
+                let now = self.now();
                 self.follow_locked(&mut st, &task, pid, task.started_at.unwrap_or(now), now);
                 drop(st);
                 lane.follow_wake.notify_one();
@@ -348,7 +355,7 @@ impl Dispatcher {
     /// Expires unfinished tasks past their deadline that no node tracks
     /// (queued on a node that died, say).
     async fn expire_overdue(&self) {
-        let overdue = match self.inner.store.overdue_tasks(now_ms(), 100).await {
+        let overdue = match self.inner.store.overdue_tasks(self.now(), 100).await {
             Ok(t) => t,
             Err(e) => {
                 warn!(error = %e, "looking for overdue tasks failed: {e}");
@@ -363,8 +370,8 @@ impl Dispatcher {
                 })
                 .await
             {
-                Ok(Some(_)) => warn!(task.id = %id, "task {id} passed its deadline"),
-                Ok(None) => {}
+                Ok(Outcome::Stored(_)) => warn!(task.id = %id, "task {id} passed its deadline"),
+                Ok(_) => {}
                 Err(e) => warn!(task.id = %id, error = %e, "expiring task {id} failed: {e}"),
             }
         }
@@ -378,7 +385,7 @@ impl Dispatcher {
         let ours = change.owner.as_deref() == Some(me);
         for lane in self.inner.lanes.values() {
             if !ours && lane.lock().let_go(&change.task_id) {
-                if crate::dispatch::holds_lease(change.status) {
+                if gengate_store::holds_lease(change.status) {
                     // Taken over: this node had lost it.
                     self.inner.metrics.leases_lost(1);
                 }

@@ -108,7 +108,7 @@ mod tests {
 
     #[tokio::test]
     async fn redis_counts_are_shared_between_limiters() {
-        let Some(url) = crate::test_service_url("TEST_REDIS_URL") else {
+        let Some(url) = gengate_testkit::service_url("TEST_REDIS_URL") else {
             return;
         };
         let redis = || {

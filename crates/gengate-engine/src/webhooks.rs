@@ -3,7 +3,8 @@
 //! A task created with a `webhook` URL gets one delivery when it finishes;
 //! the store queues it in the same transaction as the final state (an
 //! outbox), and this module's loop sends it: `POST` of
-//! `{"type":"task.succeeded","timestamp":…,"data":<task>}` with the headers
+//! `{"type":"task.succeeded","timestamp":…,"data":<task>}` (the task as
+//! [`TaskPayload`] shows it) with the headers
 //! `webhook-id` (stable across retries, for deduplication),
 //! `webhook-timestamp` (Unix seconds) and `webhook-signature`
 //! (`v1,<base64 HMAC-SHA256 over "id.timestamp.body">` keyed by the owner's
@@ -30,8 +31,84 @@ use rand::RngCore;
 use sha2::Sha256;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::views::TaskView;
 use crate::now_ms;
+
+/// The task as a webhook delivers it: what a receiver needs to act on a
+/// finished task (the API's task view without the queue position and ETA,
+/// which a finished task has not). Its own type, not the API's view, so
+/// that changing one cannot silently change the other.
+#[derive(Debug, serde::Serialize)]
+struct TaskPayload<'a> {
+    id: &'a str,
+    model: &'a str,
+    status: &'static str,
+    input: &'a serde_json::Value,
+    outputs: Vec<OutputPayload<'a>>,
+    error: Option<ErrorPayload<'a>>,
+    progress: f32,
+    provider: &'a str,
+    attempts: u32,
+    public: bool,
+    priority: i32,
+    created_at: String,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    webhook: Option<&'a str>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct OutputPayload<'a> {
+    url: &'a str,
+    content_type: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sha256: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    thumbnail_url: Option<&'a str>,
+}
+
+#[derive(Debug, serde::Serialize)]
+struct ErrorPayload<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+impl<'a> TaskPayload<'a> {
+    fn new(task: &'a Task) -> Self {
+        Self {
+            id: &task.id,
+            model: &task.model,
+            status: task.status.as_str(),
+            input: &task.input,
+            outputs: task
+                .outputs
+                .iter()
+                .map(|o| OutputPayload {
+                    url: &o.url,
+                    content_type: &o.content_type,
+                    bytes: o.bytes,
+                    sha256: o.sha256.as_deref(),
+                    thumbnail_url: o.thumbnail_url.as_deref(),
+                })
+                .collect(),
+            error: task.error.as_ref().map(|e| ErrorPayload {
+                code: &e.code,
+                message: &e.message,
+            }),
+            progress: (task.progress * 100.0).round() / 100.0,
+            provider: &task.provider,
+            attempts: task.attempts,
+            public: task.public,
+            priority: task.priority,
+            created_at: rfc3339(task.created_at),
+            started_at: task.started_at.map(rfc3339),
+            finished_at: task.finished_at.map(rfc3339),
+            webhook: task.webhook_url.as_deref(),
+        }
+    }
+}
 
 /// Webhook settings.
 #[derive(Debug, Clone, Copy)]
@@ -156,7 +233,7 @@ impl Webhooks {
     }
 
     fn body(task: &Task, event: &str, now: i64) -> Vec<u8> {
-        let data = TaskView::new(task, Default::default());
+        let data = TaskPayload::new(task);
         serde_json::to_vec(
             &serde_json::json!({"type": event, "timestamp": rfc3339(now), "data": data}),
         )

@@ -1,5 +1,8 @@
 //! Content sniffing: what the first bytes of a file say it is. Only the
-//! types gengate stores are recognized; anything else is refused.
+//! types gengate stores are recognized; anything else is refused. Names
+//! and extensions come from `gengate_core::mime`.
+
+use gengate_core::mime;
 
 /// The media types recognized by their magic bytes.
 pub fn sniff(head: &[u8]) -> Option<&'static str> {
@@ -27,40 +30,16 @@ pub fn sniff(head: &[u8]) -> Option<&'static str> {
 /// Bytes [`sniff`] needs at most.
 pub const SNIFF_LEN: usize = 16;
 
-/// The file extension of a sniffed type.
-pub fn extension(content_type: &str) -> &'static str {
-    match content_type {
-        "image/png" => "png",
-        "image/jpeg" => "jpg",
-        "image/webp" => "webp",
-        "image/gif" => "gif",
-        "video/x-msvideo" => "avi",
-        "video/mp4" => "mp4",
-        "video/webm" => "webm",
-        _ => "bin",
-    }
-}
-
-/// The type a URL path's extension names, if any.
+/// The type a URL path's extension names, if any. Text-like extensions
+/// name `text/plain`, so that such a file is refused as an output rather
+/// than guessed at.
 pub fn type_of_extension(path: &str) -> Option<&'static str> {
+    if let Some(t) = mime::of_path(path) {
+        return Some(t);
+    }
     let name = path.rsplit('/').next().unwrap_or(path);
     let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
-    Some(match ext.as_str() {
-        "png" => "image/png",
-        "jpg" | "jpeg" => "image/jpeg",
-        "webp" => "image/webp",
-        "gif" => "image/gif",
-        "avi" => "video/x-msvideo",
-        "mp4" | "mov" => "video/mp4",
-        "webm" => "video/webm",
-        "html" | "htm" | "txt" | "json" | "xml" | "js" => "text/plain",
-        _ => return None,
-    })
-}
-
-/// `image` or `video` (or the whole type for anything else).
-pub fn family(content_type: &str) -> &str {
-    content_type.split('/').next().unwrap_or(content_type)
+    matches!(ext.as_str(), "html" | "htm" | "txt" | "json" | "xml" | "js").then_some("text/plain")
 }
 
 #[cfg(test)]
@@ -85,7 +64,5 @@ mod tests {
         assert_eq!(type_of_extension("/a/b.PNG"), Some("image/png"));
         assert_eq!(type_of_extension("/a/b.html"), Some("text/plain"));
         assert_eq!(type_of_extension("/a/b"), None);
-        assert_eq!(family("video/mp4"), "video");
-        assert_eq!(extension("image/jpeg"), "jpg");
     }
 }

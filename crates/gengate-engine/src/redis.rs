@@ -112,19 +112,7 @@ impl Redis {
     /// When Redis cannot be reached, times out or answers with an error.
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, Error> {
         let mut c = self.connection().await?;
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut c)).await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => {
-                if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
-                    self.forget();
-                }
-                Err(e.into())
-            }
-            Err(_) => {
-                self.forget();
-                Err(Error::Timeout(self.timeout))
-            }
-        }
+        self.bounded(cmd.query_async::<T>(&mut c)).await
     }
 
     /// Runs a pipeline of commands, answered in one round trip.
@@ -133,8 +121,17 @@ impl Redis {
     /// As [`Redis::query`].
     pub async fn pipeline(&self, pipe: &redis::Pipeline) -> Result<(), Error> {
         let mut c = self.connection().await?;
-        match tokio::time::timeout(self.timeout, pipe.exec_async(&mut c)).await {
-            Ok(Ok(())) => Ok(()),
+        self.bounded(pipe.exec_async(&mut c)).await
+    }
+
+    /// Waits for `call` up to the timeout; a connection that failed or
+    /// timed out is dropped, so the next command reconnects.
+    async fn bounded<T>(
+        &self,
+        call: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() {
                     self.forget();
@@ -191,7 +188,7 @@ mod tests {
     #[tokio::test]
     async fn commands_and_pubsub_against_a_real_server() {
         use futures_util::StreamExt as _;
-        let Some(url) = crate::test_service_url("TEST_REDIS_URL") else {
+        let Some(url) = gengate_testkit::service_url("TEST_REDIS_URL") else {
             return;
         };
         let r = Redis::open(&url, &Trust::public(), Duration::from_secs(2)).unwrap();
@@ -226,8 +223,8 @@ mod tests {
     #[tokio::test]
     async fn rediss_is_verified_against_tls_ca_file() {
         let (Some(url), Some(ca)) = (
-            crate::test_service_url("TEST_REDISS_URL"),
-            crate::test_service_url("TEST_TLS_CA"),
+            gengate_testkit::service_url("TEST_REDISS_URL"),
+            gengate_testkit::service_url("TEST_TLS_CA"),
         ) else {
             return;
         };
