@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use gengate_core::task::NewTask;
 use gengate_core::{Output, Task};
-use gengate_server::media::{self, Backend, Media, S3Settings};
+use gengate_engine::media::{self, Backend, Media, S3Settings};
 
 fn status_kb(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")

@@ -2,7 +2,6 @@
 //! and runs the HTTP server and the dispatcher together until shutdown.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,51 +21,32 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, MediaBackend, ProviderConfig, ProviderKind};
-use crate::dispatch::{CallbackTarget, Dispatcher, HealthSettings, LaneConfig, Settings};
-use crate::hub::Hub;
-use crate::media::{self, Backend, Media, S3Settings};
-use crate::metrics::Metrics;
-use crate::redis::Redis;
+use gengate_config::{Config, MediaBackend, ProviderConfig, ProviderKind};
+use gengate_engine::dispatch::{CallbackTarget, Dispatcher, HealthSettings, LaneConfig, Settings};
+use gengate_engine::hub::Hub;
+use gengate_engine::media::{self, Backend, Media, S3Settings};
+use gengate_engine::metrics::Metrics;
+use gengate_engine::redis::Redis;
+use gengate_engine::webhooks::{self, Webhooks};
+
+use crate::service::admin::AdminService;
 use crate::service::auth::AuthService;
+use crate::service::callbacks::CallbackService;
+use crate::service::events::EventService;
 use crate::service::tasks::TaskService;
-use crate::webhooks::{self, Webhooks};
+use crate::service::webhooks::WebhookService;
+use crate::state::{App, AppState};
 use crate::{api, keys, now_ms};
-
-/// Shared state of the HTTP handlers: one `Arc`, since every extractor of
-/// every request clones it.
-#[derive(Clone)]
-pub struct App(Arc<AppState>);
-
-impl std::ops::Deref for App {
-    type Target = AppState;
-
-    fn deref(&self) -> &AppState {
-        &self.0
-    }
-}
-
-/// What [`App`] shares.
-pub struct AppState {
-    pub store: Arc<dyn Store>,
-    pub tasks: TaskService,
-    pub auth: AuthService,
-    pub metrics: Arc<Metrics>,
-    pub media_dir: PathBuf,
-    /// Where results are stored (and deleted from).
-    pub media: Arc<Media>,
-    pub body_limit: usize,
-    pub request_timeout: Duration,
-    pub hub: Arc<Hub>,
-    /// Fired at shutdown; long-lived responses (event streams) end on it.
-    pub shutdown: CancellationToken,
-    pub webhooks: Webhooks,
-}
 
 /// Everything `serve` runs.
 pub struct Server {
+    /// What the HTTP handlers share.
     pub app: App,
+    pub store: Arc<dyn Store>,
     pub dispatcher: Dispatcher,
+    pub hub: Arc<Hub>,
+    /// Sends client webhooks from the store's outbox.
+    pub webhooks: Webhooks,
     /// Carries task changes between nodes (`cluster.redis_url`), and how
     /// often to poll for them when nothing else does.
     pub redis: Option<Arc<Redis>>,
@@ -178,8 +158,9 @@ fn adapter(
                 RunningHubSettings {
                     base_url: p
                         .base_url
-                        .clone()
-                        .unwrap_or_else(|| runninghub::DEFAULT_BASE_URL.to_owned()),
+                        .as_deref()
+                        .unwrap_or(runninghub::DEFAULT_BASE_URL)
+                        .to_owned(),
                     api_key: p.api_key.expose().to_owned(),
                     client,
                     retry_after,
@@ -191,7 +172,7 @@ fn adapter(
             Hunyuan::new(
                 name,
                 HunyuanSettings {
-                    base_url: p.base_url.clone(),
+                    base_url: p.base_url.as_deref().map(str::to_owned),
                     secret_id: p.secret_id.expose().to_owned(),
                     secret_key: p.secret_key.expose().to_owned(),
                     region: p.region.clone(),
@@ -207,8 +188,9 @@ fn adapter(
                 KlingSettings {
                     base_url: p
                         .base_url
-                        .clone()
-                        .unwrap_or_else(|| kling::DEFAULT_BASE_URL.to_owned()),
+                        .as_deref()
+                        .unwrap_or(kling::DEFAULT_BASE_URL)
+                        .to_owned(),
                     access_key: p.access_key.expose().to_owned(),
                     secret_key: p.secret_key.expose().to_owned(),
                     client,
@@ -276,7 +258,7 @@ pub fn media(cfg: &Config, public_url: &str, net: &Outbound) -> anyhow::Result<M
                     access_key: s3.access_key.expose().to_owned(),
                     secret_key: s3.secret_key.expose().to_owned(),
                     prefix: s3.prefix.clone(),
-                    public_base_url: s3.public_base_url.clone().unwrap_or_default(),
+                    public_base_url: s3.public_base_url.as_deref().unwrap_or_default().to_owned(),
                     part_size: s3.part_size.0 as usize,
                 },
                 net,
@@ -340,6 +322,7 @@ pub fn build(
         retry_max: d.retry_max.0,
         idempotency_ttl: d.idempotency_ttl.0,
         lease: cfg.cluster.lease.0,
+        clock: gengate_engine::Clock::System,
     };
     let net = outbound(cfg)?;
     tracing::info!("outbound TLS trusts {}", net.trust().describe());
@@ -375,11 +358,12 @@ pub fn build(
         store.clone(),
         hub.clone(),
         dispatcher.clone(),
+        media,
         catalog,
         settings.idempotency_ttl,
     );
     if cfg.limits.creates_per_minute > 0 {
-        tasks = tasks.with_rate_limit(Arc::new(crate::limits::RateLimiter::new(
+        tasks = tasks.with_rate_limit(Arc::new(gengate_engine::limits::RateLimiter::new(
             cfg.limits.creates_per_minute,
             redis(Duration::from_millis(500))?,
         )));
@@ -395,23 +379,31 @@ pub fn build(
         },
         &net,
     )?;
-    let app = App(Arc::new(AppState {
-        webhooks,
-        auth: AuthService::new(store.clone()),
-        store,
+    let auth = AuthService::new(store.clone());
+    let app = App::new(AppState {
+        events: EventService::new(hub.clone(), tasks.clone(), shutdown),
+        admin: AdminService::new(
+            store.clone(),
+            dispatcher.clone(),
+            metrics.clone(),
+            auth.clone(),
+        ),
+        callbacks: CallbackService::new(dispatcher.clone(), metrics.clone()),
+        webhooks: WebhookService::new(webhooks.clone(), store.clone(), tasks.clone()),
         tasks,
+        auth,
         metrics,
         media_dir: cfg.media_dir(),
-        media,
         body_limit: cfg.server.body_limit.0 as usize,
         request_timeout: cfg.server.request_timeout.0,
-        hub,
-        shutdown,
-    }));
+    });
     Ok(Server {
         app,
+        store,
         dispatcher,
-        redis: redis(crate::bus::PUBLISH_TIMEOUT)?.map(Arc::new),
+        hub,
+        webhooks,
+        redis: redis(gengate_engine::bus::PUBLISH_TIMEOUT)?.map(Arc::new),
         event_poll: cfg.cluster.event_poll.0,
         shutdown_grace: cfg.server.shutdown_grace.0,
         idle_timeout: cfg.server.idle_timeout.0,
@@ -436,19 +428,19 @@ pub async fn serve(
         .recover()
         .await
         .context("recovering unfinished tasks")?;
-    crate::bus::start(
-        server.app.store.clone(),
+    gengate_engine::bus::start(
+        server.store.clone(),
         server.redis.clone(),
         server.event_poll,
-        server.app.hub.clone(),
+        server.hub.clone(),
         server.dispatcher.clone(),
         shutdown.clone(),
     )
     .await
     .context("starting the event channel between nodes")?;
-    let store = server.app.store.clone();
+    let store = server.store.clone();
     let dispatcher = tokio::spawn(server.dispatcher.run(server.shutdown_grace));
-    let outbox = tokio::spawn(server.app.webhooks.clone().run(shutdown.clone()));
+    let outbox = tokio::spawn(server.webhooks.run(shutdown.clone()));
     let router = api::router(server.app);
     serve_http(
         listener,

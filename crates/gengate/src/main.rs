@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
+use gengate_config::{Config, LogFormat, ProcessEnv};
 use gengate_core::Role;
 use gengate_core::time::rfc3339;
 use gengate_mock::sim::Behavior;
 use gengate_mock::{self as mock, Faults, MockConfig};
-use gengate_server::config::{Config, LogFormat, ProcessEnv};
 use gengate_server::doctor::redact as redact_url;
 use gengate_server::{app, keys, now_ms};
 use gengate_store::Store;
@@ -182,6 +182,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 };
             }
             init_logging(cfg.log.format, &cfg.log.level)?;
+            report_warnings(&cfg);
             serve(cfg, args.handoff).await
         }
         Command::Keys { command } => {
@@ -218,7 +219,18 @@ fn load_config(args: &StoreArgs) -> anyhow::Result<Config> {
     if let Some(url) = &args.store_url {
         cfg.store.url = Some(url.clone());
     }
+    // (`serve` sets up logging after loading, and reports them then.)
+    if tracing::dispatcher::has_been_set() {
+        report_warnings(&cfg);
+    }
     Ok(cfg)
+}
+
+/// Logs what loading the configuration ignored.
+fn report_warnings(cfg: &Config) {
+    for warning in &cfg.warnings {
+        tracing::warn!("{warning}");
+    }
 }
 
 fn init_logging(format: LogFormat, level: &str) -> anyhow::Result<()> {
@@ -487,7 +499,7 @@ async fn media_command(command: MediaCommand) -> anyhow::Result<()> {
             let media = app::media(&cfg, &public_url, &app::outbound(&cfg)?)?;
             let retention_ms = cfg.media.retention.map(|d| d.0.as_millis() as i64);
             let report =
-                gengate_server::media::gc::collect(&*db, &media, retention_ms, now_ms(), dry_run)
+                gengate_engine::media::gc::collect(&*db, &media, retention_ms, now_ms(), dry_run)
                     .await?;
             let verb = if dry_run { "would delete" } else { "deleted" };
             for key in &report.orphaned {

@@ -12,9 +12,9 @@ use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{Admin, AppJson};
-use super::{PRIVATE, cached_json};
-use crate::app::App;
-use crate::dispatch::LaneStats;
+use super::respond::{PRIVATE, cached_json};
+use crate::state::App;
+use gengate_engine::dispatch::LaneStats;
 
 pub(super) fn router() -> Router<App> {
     Router::new()
@@ -62,7 +62,7 @@ pub(super) async fn create_key(
             message: "role must be \"user\" or \"admin\"".into(),
         })?,
     };
-    let (info, secret) = app.auth.create_key(&req.user, role).await?;
+    let (info, secret) = app.admin.create_key(&req.user, role).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreatedKeyView {
@@ -101,22 +101,18 @@ pub(super) async fn stats(
     _admin: Admin,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let counts = app
-        .store
-        .status_counts()
-        .await
-        .map_err(crate::service::ServiceError::from)?;
-    let tasks = counts
-        .into_iter()
-        .map(|c| StatusCountView {
-            provider: c.provider,
-            status: c.status.as_str(),
-            count: c.count,
-        })
-        .collect();
+    let stats = app.admin.stats().await?;
     let stats = AdminStats {
-        providers: app.tasks.dispatcher().stats(),
-        tasks,
+        providers: stats.providers,
+        tasks: stats
+            .tasks
+            .into_iter()
+            .map(|c| StatusCountView {
+                provider: c.provider,
+                status: c.status.as_str(),
+                count: c.count,
+            })
+            .collect(),
     };
     Ok(cached_json(&headers, &stats, PRIVATE))
 }

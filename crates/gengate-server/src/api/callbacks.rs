@@ -2,7 +2,7 @@
 //!
 //! The providers do not sign their callbacks, so the URL gengate hands each
 //! submission carries a token bound to the provider entry and the task (see
-//! [`crate::dispatch::callback_token`]). A callback with a valid token only
+//! [`gengate_engine::dispatch::callback_token`]). A callback with a valid token only
 //! tells the dispatcher to look: the task moves on after a status query to
 //! the provider confirms it, so a forged, repeated, late or out-of-order
 //! callback changes nothing by itself. The answer is immediate; the query
@@ -18,8 +18,8 @@ use serde_json::json;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppQuery, read_body};
-use crate::app::App;
-use crate::dispatch::CallbackRefusal;
+use crate::state::App;
+use gengate_engine::dispatch::CallbackRefusal;
 
 pub(super) fn router() -> Router<App> {
     Router::new().route("/v1/callbacks/{provider}", post(callback))
@@ -48,9 +48,8 @@ pub(super) async fn callback(
 ) -> Result<Response, ApiError> {
     let body = read_body(req, app.body_limit).await?;
     let checking = app
-        .tasks
-        .dispatcher()
-        .callback(&provider, &q.task, &q.token, &body)
+        .callbacks
+        .receive(&provider, &q.task, &q.token, &body)
         .map_err(|refusal| match refusal {
             CallbackRefusal::UnknownProvider => {
                 ApiError::not_found(format!("no provider {provider} takes callbacks here"))
@@ -66,7 +65,6 @@ pub(super) async fn callback(
                 format!("the body is not a {provider} callback: {message}"),
             ),
         })?;
-    app.metrics.callback(&provider, checking);
     Ok((
         StatusCode::OK,
         axum::Json(json!({"received": true, "checking": checking})),

@@ -9,9 +9,9 @@ use axum::routing::get;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::AppQuery;
+use super::respond::{cached_json, page_json};
 use super::views::{GalleryItem, GalleryPage, GalleryQuery, ModelList, ModelView};
-use super::{cached_json, page_json};
-use crate::app::App;
+use crate::state::App;
 
 pub(super) fn router() -> Router<App> {
     Router::new()

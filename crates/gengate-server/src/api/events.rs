@@ -4,9 +4,7 @@
 //! events in between are no longer held, the stream says `event: reset` (refetch
 //! what you show) instead of silently skipping them.
 
-use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -16,15 +14,12 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures_util::stream::{self, Stream};
-use gengate_core::Task;
 use gengate_store::Caller;
-use tokio::sync::broadcast::{self, error::RecvError};
-use tokio_util::sync::CancellationToken;
 
 use super::error::{ApiError, ErrorBody};
 use super::views::TaskView;
-use crate::app::App;
-use crate::hub::TaskEvent;
+use crate::service::events::{Feed, FeedItem, TaskFeed};
+use crate::state::App;
 
 pub(super) fn router() -> Router<App> {
     Router::new()
@@ -32,117 +27,35 @@ pub(super) fn router() -> Router<App> {
         .route("/v1/events", get(user_events))
 }
 
-enum Item {
-    Task(u64, Arc<Task>),
-    Reset,
+/// An event stream of `feed`, kept alive every 15 s.
+fn stream(feed: Feed) -> Response {
+    let s: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
+        Box::pin(stream::unfold(feed, |mut feed| async move {
+            feed.next().await.map(|item| (Ok(event(item)), feed))
+        }));
+    Sse::new(s)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
 }
 
-struct Feed {
-    app: App,
-    pending: VecDeque<Item>,
-    changes: broadcast::Receiver<Arc<TaskEvent>>,
-    /// Events up to this sequence number were sent (or are in `pending`).
-    sent_seq: u64,
-    /// One task's stream ends after that task's terminal state.
-    single_task: Option<String>,
-    done: bool,
-    shutdown: CancellationToken,
-}
-
-impl Feed {
-    fn new(
-        app: App,
-        pending: VecDeque<Item>,
-        changes: broadcast::Receiver<Arc<TaskEvent>>,
-        start_seq: u64,
-        single_task: Option<String>,
-    ) -> Self {
-        // Replayed events may reach past the subscription point; their live
-        // copies must not be sent again.
-        let sent_seq = pending.iter().fold(start_seq, |m, i| match i {
-            Item::Task(seq, _) => m.max(*seq),
-            Item::Reset => m,
-        });
-        Self {
-            shutdown: app.shutdown.clone(),
-            app,
-            pending,
-            changes,
-            sent_seq,
-            single_task,
-            done: false,
-        }
-    }
-
-    fn event(&mut self, item: Item) -> Event {
-        match item {
-            Item::Task(seq, task) => {
-                if self.single_task.is_some() && task.status.is_terminal() {
-                    self.done = true;
-                }
-                let info = self.app.tasks.dispatcher().queue_info(&task);
+fn event(item: FeedItem) -> Event {
+    match item {
+        FeedItem::Task {
+            event_id,
+            task,
+            queue,
+        } => Event::default()
+            .id(event_id)
+            .event("task")
+            .json_data(TaskView::new(&task, queue))
+            .unwrap_or_else(|_| {
                 Event::default()
-                    .id(self.app.hub.event_id(seq))
-                    .event("task")
-                    .json_data(TaskView::new(&task, info))
-                    .unwrap_or_else(|_| {
-                        Event::default()
-                            .event("error")
-                            .data("cannot serialize the task")
-                    })
-            }
-            Item::Reset => Event::default()
-                .event("reset")
-                .data(r#"{"reason":"events were missed; refetch the tasks you show"}"#),
-        }
-    }
-
-    async fn next(&mut self) -> Option<Event> {
-        if self.done {
-            return None;
-        }
-        if let Some(item) = self.pending.pop_front() {
-            return Some(self.event(item));
-        }
-        loop {
-            let received = tokio::select! {
-                () = self.shutdown.cancelled() => return None,
-                r = self.changes.recv() => r,
-            };
-            match received {
-                Ok(ev) if ev.seq <= self.sent_seq => {}
-                Ok(ev) => {
-                    self.sent_seq = ev.seq;
-                    return Some(self.event(Item::Task(ev.seq, ev.task.clone())));
-                }
-                Err(RecvError::Lagged(_)) => {
-                    // Too slow a reader: for one task, its current state says
-                    // all; for many, the client must refetch.
-                    let seq = self.app.hub.last_seq();
-                    self.sent_seq = seq;
-                    let item = match self
-                        .single_task
-                        .as_deref()
-                        .and_then(|id| self.app.hub.get(id))
-                    {
-                        Some(task) => Item::Task(seq, task),
-                        None => Item::Reset,
-                    };
-                    return Some(self.event(item));
-                }
-                Err(RecvError::Closed) => return None,
-            }
-        }
-    }
-
-    fn into_response(self) -> Response {
-        let s: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
-            Box::pin(stream::unfold(self, |mut feed| async move {
-                feed.next().await.map(|e| (Ok(e), feed))
-            }));
-        Sse::new(s)
-            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-            .into_response()
+                    .event("error")
+                    .data("cannot serialize the task")
+            }),
+        FeedItem::Reset => Event::default()
+            .event("reset")
+            .data(r#"{"reason":"events were missed; refetch the tasks you show"}"#),
     }
 }
 
@@ -166,26 +79,15 @@ pub(super) async fn task_events(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    // Subscribe, then note the sequence, then read: whatever changes after
-    // the read arrives as an event, and nothing falls in between.
-    let (changes, start_seq) = app.hub.subscribe_task(&id);
-    let task = app.tasks.get(&caller, &id).await?;
-    let mut pending = VecDeque::new();
-    let resumed = last_event_id(&headers)
-        .and_then(|h| app.hub.parse_event_id(h))
-        .and_then(|seq| app.hub.since(seq));
-    match resumed {
-        Some(events) => {
-            let mine: Vec<_> = events.iter().filter(|e| e.task.id == id).collect();
-            if mine.is_empty() && task.status.is_terminal() {
-                // Tells EventSource to stop reconnecting.
-                return Ok(StatusCode::NO_CONTENT.into_response());
-            }
-            pending.extend(mine.into_iter().map(|e| Item::Task(e.seq, e.task.clone())));
-        }
-        None => pending.push_back(Item::Task(start_seq, task)),
+    match app
+        .events
+        .task(&caller, &id, last_event_id(&headers))
+        .await?
+    {
+        // Tells EventSource to stop reconnecting.
+        TaskFeed::Finished => Ok(StatusCode::NO_CONTENT.into_response()),
+        TaskFeed::Live(feed) => Ok(stream(feed)),
     }
-    Ok(Feed::new(app, pending, changes, start_seq, Some(id)).into_response())
 }
 
 /// Server-sent events of all of the caller's tasks, from now on (or, with
@@ -201,22 +103,5 @@ pub(super) async fn user_events(
     caller: Caller,
     headers: HeaderMap,
 ) -> Response {
-    let (changes, start_seq) = app.hub.subscribe_user(caller.user_id);
-    let mut pending = VecDeque::new();
-    if let Some(header) = last_event_id(&headers) {
-        match app
-            .hub
-            .parse_event_id(header)
-            .and_then(|seq| app.hub.since(seq))
-        {
-            Some(events) => pending.extend(
-                events
-                    .iter()
-                    .filter(|e| e.task.user_id == caller.user_id)
-                    .map(|e| Item::Task(e.seq, e.task.clone())),
-            ),
-            None => pending.push_back(Item::Reset),
-        }
-    }
-    Feed::new(app, pending, changes, start_seq, None).into_response()
+    stream(app.events.user(&caller, last_event_id(&headers)))
 }

@@ -10,8 +10,8 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::app::App;
 use crate::service::ServiceError;
+use crate::state::App;
 use gengate_store::Caller;
 
 /// Reads a request body of at most `limit` bytes: `413` beyond it.

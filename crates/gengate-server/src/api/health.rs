@@ -1,7 +1,5 @@
 //! Liveness, readiness and metrics.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -9,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::app::App;
+use crate::state::App;
 
 pub(super) fn router() -> Router<App> {
     Router::new()
@@ -32,20 +30,16 @@ pub(super) async fn healthz() -> Response {
 #[utoipa::path(get, path = "/readyz", tag = "ops",
     responses((status = 200, description = "Ready"), (status = 503, description = "Not ready, with the reason")))]
 pub(super) async fn readyz(State(app): State<App>) -> Response {
-    let store_ok = matches!(
-        tokio::time::timeout(Duration::from_secs(2), app.store.ping()).await,
-        Ok(Ok(()))
-    );
-    let dispatcher_ok = app.tasks.dispatcher().is_running();
-    let status = if store_ok && dispatcher_ok {
+    let r = app.admin.readiness().await;
+    let status = if r.ready() {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
     let body = json!({
-        "status": if status == StatusCode::OK { "ready" } else { "not_ready" },
-        "store": if store_ok { "ok" } else { "unreachable" },
-        "dispatcher": if dispatcher_ok { "running" } else { "stopped" },
+        "status": if r.ready() { "ready" } else { "not_ready" },
+        "store": if r.store_ok { "ok" } else { "unreachable" },
+        "dispatcher": if r.dispatcher_ok { "running" } else { "stopped" },
     });
     (status, Json(body)).into_response()
 }
@@ -53,8 +47,6 @@ pub(super) async fn readyz(State(app): State<App>) -> Response {
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
 pub(super) async fn metrics(State(app): State<App>) -> Response {
-    let text = app
-        .metrics
-        .render(&app.tasks.dispatcher().gauges(), &app.store.pool_stats());
+    let text = app.admin.metrics_text();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

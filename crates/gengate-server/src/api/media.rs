@@ -8,31 +8,19 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use gengate_core::mime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
 
 use super::error::ApiError;
-use crate::app::App;
+use crate::state::App;
 
 pub(super) fn router() -> Router<App> {
     Router::new().route("/media/{*path}", get(media))
 }
 
 fn content_type(path: &str) -> &'static str {
-    match path
-        .rsplit_once('.')
-        .map(|(_, ext)| ext.to_ascii_lowercase())
-        .as_deref()
-    {
-        Some("png") => "image/png",
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("webp") => "image/webp",
-        Some("gif") => "image/gif",
-        Some("avi") => "video/x-msvideo",
-        Some("mp4") => "video/mp4",
-        Some("webm") => "video/webm",
-        _ => "application/octet-stream",
-    }
+    mime::of_path(path).unwrap_or("application/octet-stream")
 }
 
 /// A byte range of a file of `len` bytes, from a `Range` header: `Ok(None)`

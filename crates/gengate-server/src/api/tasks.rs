@@ -1,30 +1,39 @@
 //! Task routes: create, read, list, cancel.
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
+use gengate_engine::dispatch::QueueInfo;
 use gengate_store::Caller;
 
 use super::error::{ApiError, ErrorBody};
 use super::extract::{AppJson, AppQuery, IdempotencyKeyHeader};
+use super::limit::{bounded, timed_out};
+use super::respond::{PRIVATE, Rendered, cached_json, page_json};
 use super::views::{CreateTaskRequest, GetTaskQuery, ListTasksQuery, TaskPage, TaskView};
-
-use std::time::Duration;
+use crate::state::App;
 
 /// Longest long-poll a client may ask for.
-pub(super) const MAX_WAIT_SECS: u64 = 60;
-use super::{PRIVATE, Rendered, cached_json, page_json};
-use crate::app::App;
-use crate::dispatch::QueueInfo;
+const MAX_WAIT_SECS: u64 = 60;
 
-pub(super) fn router() -> Router<App> {
+/// The task routes, each within `limit` but the read, which bounds itself
+/// (a long poll adds its wait to the limit).
+pub(super) fn router(limit: Duration) -> Router<App> {
     Router::new()
-        .route("/v1/tasks", post(create_task).get(list_tasks))
-        .route("/v1/tasks/{id}", get(get_task).delete(delete_task))
-        .route("/v1/tasks/{id}/cancel", post(cancel_task))
+        .route(
+            "/v1/tasks",
+            bounded(post(create_task).get(list_tasks), limit),
+        )
+        .route(
+            "/v1/tasks/{id}",
+            get(get_task).merge(bounded(delete(delete_task), limit)),
+        )
+        .route("/v1/tasks/{id}/cancel", bounded(post(cancel_task), limit))
 }
 
 /// Create a task.
@@ -50,10 +59,9 @@ pub(super) async fn create_task(
     AppJson(req): AppJson<CreateTaskRequest>,
 ) -> Result<Response, ApiError> {
     let created = app.tasks.create(&caller, key, req.into()).await?;
-    let info = app.tasks.dispatcher().queue_info(&created.task);
     let mut resp = (
         StatusCode::ACCEPTED,
-        Json(TaskView::new(&created.task, info)),
+        Json(TaskView::new(&created.task, created.queue)),
     )
         .into_response();
     if created.replayed {
@@ -87,21 +95,21 @@ pub(super) async fn get_task(
         )
         .with_field("wait"));
     }
-    let task = app
-        .tasks
-        .get_wait(&caller, &id, Duration::from_secs(wait))
-        .await?;
+    // A long poll may take its wait on top of the normal limit.
+    let limit = app.request_timeout + Duration::from_secs(wait);
+    let found = tokio::time::timeout(
+        limit,
+        app.tasks.get_wait(&caller, &id, Duration::from_secs(wait)),
+    )
+    .await
+    .map_err(|_| timed_out())??;
+    let task = &found.task;
     // A finished task's answer never changes: render it once.
-    if task.status.is_terminal()
-        && let Some(entry) = app
-            .hub
-            .entry(&task.id)
-            .filter(|e| e.task.version == task.version)
-    {
+    if let Some(entry) = app.tasks.finished_entry(task) {
         let serialized = match entry.serialized.get() {
             Some(s) => s,
             None => {
-                let r = Rendered::new(&TaskView::new(&task, QueueInfo::default()))?;
+                let r = Rendered::new(&TaskView::new(task, QueueInfo::default()))?;
                 entry
                     .serialized
                     .get_or_init(|| (r.body, r.etag.to_str().unwrap_or_default().to_owned()))
@@ -114,8 +122,11 @@ pub(super) async fn get_task(
         }
         .respond(&headers, PRIVATE));
     }
-    let info = app.tasks.dispatcher().queue_info(&task);
-    Ok(cached_json(&headers, &TaskView::new(&task, info), PRIVATE))
+    Ok(cached_json(
+        &headers,
+        &TaskView::new(task, found.queue),
+        PRIVATE,
+    ))
 }
 
 /// List your tasks, newest first.
@@ -130,12 +141,11 @@ pub(super) async fn list_tasks(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let page = app.tasks.list(&caller, &q.into()).await?;
-    let dispatcher = app.tasks.dispatcher();
     Ok(page_json(&headers, &page, PRIVATE, || TaskPage {
         data: page
             .tasks
             .iter()
-            .map(|t| TaskView::new(t, dispatcher.queue_info(t)))
+            .map(|t| TaskView::new(t, app.tasks.queue_info(t)))
             .collect(),
         next_cursor: page.next_cursor.clone(),
     }))
@@ -153,7 +163,7 @@ pub(super) async fn delete_task(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    app.tasks.delete(&caller, &id, &app.media).await?;
+    app.tasks.delete(&caller, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

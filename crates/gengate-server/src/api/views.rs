@@ -7,8 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::dispatch::QueueInfo;
 use crate::service::tasks::{CreateTask, ListParams};
+use gengate_engine::dispatch::QueueInfo;
 
 /// `POST /v1/tasks` body.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]

@@ -12,9 +12,8 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::error::{ApiError, ErrorBody};
-use super::{PRIVATE, cached_json};
-use crate::app::App;
-use crate::service::ServiceError;
+use super::respond::{PRIVATE, cached_json};
+use crate::state::App;
 
 pub(super) fn router() -> Router<App> {
     Router::new()
@@ -36,11 +35,7 @@ pub(super) async fn secret(
     caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let secret = app
-        .webhooks
-        .secret(caller.user_id)
-        .await
-        .map_err(ServiceError::from)?;
+    let secret = app.webhooks.secret(&caller).await?;
     Ok(cached_json(&headers, &SecretView { secret }, PRIVATE))
 }
 
@@ -77,12 +72,7 @@ pub(super) async fn deliveries(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    app.tasks.get(&caller, &id).await?;
-    let list = app
-        .store
-        .task_deliveries(&id)
-        .await
-        .map_err(ServiceError::from)?;
+    let list = app.webhooks.deliveries(&caller, &id).await?;
     let data = list
         .into_iter()
         .map(|d| DeliveryView {

@@ -2,8 +2,12 @@
 //! authentication), independent of HTTP. Handlers call one method each and map
 //! the result; [`ServiceError`] says what went wrong in terms a caller can act on.
 
+pub mod admin;
 pub mod auth;
+pub mod callbacks;
+pub mod events;
 pub mod tasks;
+pub mod webhooks;
 
 use gengate_store::StoreError;
 

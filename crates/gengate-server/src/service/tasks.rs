@@ -7,16 +7,16 @@ use std::time::Duration;
 
 use gengate_core::task::NewTask;
 use gengate_core::{Event, ModelSpec, Role, Status, Task, id};
-use gengate_store::{Caller, Created, IdempotencyKey, ListQuery, Store, StoreError};
+use gengate_store::{Caller, IdempotencyKey, ListQuery, Store, StoreError};
 use rand::Rng;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::ServiceError;
-use crate::dispatch::Dispatcher;
-use crate::hub::Hub;
-use crate::keys::hex;
 use crate::now_ms;
+use gengate_engine::dispatch::{Dispatcher, QueueInfo};
+use gengate_engine::hub::{Entry, Hub};
+use gengate_engine::media::Media;
 
 /// Priorities users may set; only admins may go above [`MAX_USER_PRIORITY`].
 pub const PRIORITY_RANGE: std::ops::RangeInclusive<i32> = -10..=10;
@@ -91,17 +91,35 @@ impl Drop for InProgress {
     }
 }
 
+/// A task the caller may see, with where it stands in its queue.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub task: Arc<Task>,
+    pub queue: QueueInfo,
+}
+
+/// A task just created (or found again by its idempotency key).
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub task: Task,
+    pub queue: QueueInfo,
+    /// Answered from an earlier request with the same idempotency key.
+    pub replayed: bool,
+}
+
 #[derive(Clone)]
 pub struct TaskService {
     store: Arc<dyn Store>,
     hub: Arc<Hub>,
     dispatcher: Dispatcher,
+    /// Where outputs are stored (and deleted from).
+    media: Arc<Media>,
     catalog: Arc<Catalog>,
     in_progress: Arc<Mutex<HashSet<(i64, String)>>>,
     ids: Arc<Mutex<id::IdGen>>,
     pages: Arc<Mutex<PageCache>>,
     idempotency_ttl: Duration,
-    limiter: Option<Arc<crate::limits::RateLimiter>>,
+    limiter: Option<Arc<gengate_engine::limits::RateLimiter>>,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
@@ -117,6 +135,7 @@ impl TaskService {
         store: Arc<dyn Store>,
         hub: Arc<Hub>,
         dispatcher: Dispatcher,
+        media: Arc<Media>,
         catalog: Arc<Catalog>,
         idempotency_ttl: Duration,
     ) -> Self {
@@ -124,6 +143,7 @@ impl TaskService {
             store,
             hub,
             dispatcher,
+            media,
             catalog,
             in_progress: Arc::default(),
             ids: Arc::default(),
@@ -135,17 +155,26 @@ impl TaskService {
 
     /// Limits how many tasks each user creates per minute.
     #[must_use]
-    pub fn with_rate_limit(mut self, limiter: Arc<crate::limits::RateLimiter>) -> Self {
+    pub fn with_rate_limit(mut self, limiter: Arc<gengate_engine::limits::RateLimiter>) -> Self {
         self.limiter = Some(limiter);
         self
     }
 
-    pub fn dispatcher(&self) -> &Dispatcher {
-        &self.dispatcher
+    /// Queue position and ETA of `task`, from the live queue and the
+    /// provider's observed latency.
+    pub fn queue_info(&self, task: &Task) -> QueueInfo {
+        self.dispatcher.queue_info(task)
     }
 
-    pub fn hub(&self) -> &Arc<Hub> {
-        &self.hub
+    /// The cache entry of a finished task as it is now, where its rendered
+    /// answer is kept once made (it never changes).
+    pub fn finished_entry(&self, task: &Task) -> Option<Arc<Entry>> {
+        if !task.status.is_terminal() {
+            return None;
+        }
+        self.hub
+            .entry(&task.id)
+            .filter(|e| e.task.version == task.version)
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -167,7 +196,7 @@ impl TaskService {
         caller: &Caller,
         idempotency_key: Option<String>,
         req: CreateTask,
-    ) -> Result<Created, ServiceError> {
+    ) -> Result<Placed, ServiceError> {
         let model = self
             .catalog
             .get(&req.model)
@@ -243,7 +272,7 @@ impl TaskService {
                 // made of it, so a later catalog change does not break replays.
                 let canonical = json!({"model": req.model, "input": req.input, "public": req.public,
                                        "priority": req.priority, "webhook": req.webhook});
-                let request_hash = hex(&Sha256::digest(canonical.to_string().as_bytes()));
+                let request_hash = hex::encode(Sha256::digest(canonical.to_string().as_bytes()));
                 let not_before = now_ms() - self.idempotency_ttl.as_millis() as i64;
                 Some(IdempotencyKey {
                     key,
@@ -300,7 +329,11 @@ impl TaskService {
                 StoreError::IdempotencyMismatch => ServiceError::IdempotencyMismatch,
                 other => ServiceError::Store(other),
             })?;
-        Ok(created)
+        Ok(Placed {
+            queue: self.queue_info(&created.task),
+            task: created.task,
+            replayed: created.replayed,
+        })
     }
 
     /// A task the caller may see: their own, or any for an admin.
@@ -328,11 +361,25 @@ impl TaskService {
 
     /// Like [`TaskService::get`], but if the task is unfinished, waits up
     /// to `wait` for its status to change and answers with the state then
-    /// (or the current one when nothing changed in time).
+    /// (or the current one when nothing changed in time), with its queue
+    /// position and ETA.
     ///
     /// # Errors
     /// As for `get`.
     pub async fn get_wait(
+        &self,
+        caller: &Caller,
+        task_id: &str,
+        wait: Duration,
+    ) -> Result<Found, ServiceError> {
+        let task = self.wait_for_change(caller, task_id, wait).await?;
+        Ok(Found {
+            queue: self.queue_info(&task),
+            task,
+        })
+    }
+
+    async fn wait_for_change(
         &self,
         caller: &Caller,
         task_id: &str,
@@ -486,12 +533,7 @@ impl TaskService {
     ///
     /// # Errors
     /// `NotFound` for another user's task, `Conflict` for an unfinished one.
-    pub async fn delete(
-        &self,
-        caller: &Caller,
-        task_id: &str,
-        media: &crate::media::Media,
-    ) -> Result<(), ServiceError> {
+    pub async fn delete(&self, caller: &Caller, task_id: &str) -> Result<(), ServiceError> {
         let task = self.get(caller, task_id).await?;
         if !task.status.is_terminal() {
             return Err(ServiceError::Conflict {
@@ -507,7 +549,7 @@ impl TaskService {
             return Err(ServiceError::NotFound(format!("no task {task_id}")));
         }
         self.hub.forget(&task);
-        if let Err(e) = media.delete_outputs(&task.outputs).await {
+        if let Err(e) = self.media.delete_outputs(&task.outputs).await {
             tracing::warn!(task.id = %task.id, error = %e, "media of deleted task {} not removed: {e}; `gengate media gc` removes it", task.id);
         }
         tracing::info!(task.id = %task.id, "task {} deleted", task.id);
@@ -543,7 +585,7 @@ impl TaskService {
         })
         .await
         .map_err(|e| ServiceError::Store(StoreError::Unavailable(format!("cancel failed: {e}"))))?;
-        let canceled = canceled?;
+        let canceled = canceled?.stored();
         match (canceled, last) {
             (Some(t), _) => {
                 tracing::info!(task.id = %t.id, "task {} canceled", t.id);
