@@ -5,11 +5,14 @@
 //!   missing service is a failure;
 //! - [`wait_until`]: waiting for a condition with a deadline, in place of
 //!   hand-written poll loops and fixed sleeps;
+//! - [`db`]: a fresh database per test on the PostgreSQL and MariaDB test
+//!   servers;
 //! - [`mock`]: a mock provider of any kind on loopback, over HTTP or HTTPS
 //!   with a test CA its clients trust, and its ledger.
 //!
 //! A dev-dependency only: nothing here is ever built into gengate.
 
+pub mod db;
 pub mod mock;
 
 use std::future::Future;
@@ -41,7 +44,22 @@ pub const POLL: Duration = Duration::from_millis(20);
 ///
 /// The condition is checked once more after the deadline, so a slow machine
 /// that wakes late still sees the last state.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    wait_until_every(what, timeout, POLL, check).await
+}
+
+/// [`wait_until`] checking every `every`: for a check that costs much, such
+/// as one that starts a database client process.
+pub async fn wait_until_every<T, F, Fut>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: F,
+) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
@@ -57,7 +75,7 @@ where
             }
             panic!("gave up after {timeout:?} waiting for {what}");
         }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(every).await;
     }
 }
 

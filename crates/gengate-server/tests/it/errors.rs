@@ -58,8 +58,12 @@ async fn revoked_keys_stop_working_within_a_second() {
             .await
             .unwrap()
     );
-    tokio::time::sleep(gengate_server::service::auth::CACHE_TTL).await;
-    assert_eq!(app.get_as(&key, "/v1/tasks").await.status, 401);
+    // The promise: refused within the key cache's lifetime.
+    let within = gengate_server::service::auth::CACHE_TTL;
+    gengate_testkit::wait_for("the revoked key to be refused", within, || async {
+        app.get_as(&key, "/v1/tasks").await.status == 401
+    })
+    .await;
 }
 
 #[tokio::test]

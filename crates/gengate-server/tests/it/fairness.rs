@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use gengate_server::config::DurRange;
+use gengate_config::DurRange;
 
 use crate::helpers::*;
 
@@ -29,16 +29,15 @@ async fn a_single_task_of_user_b_is_not_stuck_behind_user_a_s_500() {
         b_task.body
     );
 
-    let mut b_started = None;
-    for _ in 0..500 {
-        let t = app.get_as(&b, &format!("/v1/tasks/{b_id}")).await;
-        if let Some(s) = t.body["started_at"].as_str() {
-            b_started = Some(s.to_owned());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let b_started = b_started.expect("B's task started");
+    let b_started = app
+        .task_when_as(&b, &b_id, "B's task to start", |t| {
+            t.body["started_at"].is_string()
+        })
+        .await
+        .body["started_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Count A's tasks that started after B was queued and before B started.
     let mut before = 0;
     let mut cursor = String::new();

@@ -5,15 +5,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use gengate_config::{Config, Dur, DurRange, HttpUrl, ProviderConfig, ProviderKind};
 use gengate_core::Role;
+use gengate_engine::dispatch::Dispatcher;
 use gengate_server::app::{self, Server};
-use gengate_server::config::{Config, Dur, DurRange, ProviderConfig, ProviderKind};
-use gengate_server::dispatch::Dispatcher;
 use gengate_server::{keys, now_ms};
 use gengate_store::Store;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+
+/// A URL for a config's URL key (a test's own, so known to be good).
+pub(crate) fn http_url(url: &str) -> HttpUrl {
+    HttpUrl::parse(url).unwrap_or_else(|e| panic!("{url}: {e}"))
+}
 
 pub(crate) struct TestApp {
     pub(crate) base: String,
@@ -121,7 +126,7 @@ pub(crate) async fn spawn_on(
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
     // As a deployment says where it is reachable (provider callbacks).
-    cfg.server.public_url.get_or_insert_with(|| base.clone());
+    cfg.server.public_url.get_or_insert_with(|| http_url(&base));
     let shutdown = CancellationToken::new();
     let server: Server =
         app::build(&cfg, store.clone(), &base, shutdown.clone()).expect("server builds");
@@ -257,6 +262,29 @@ impl TestApp {
         .await
     }
 
+    /// Reads task `id` (as `key`) until `ok` holds for it, and returns it;
+    /// panics naming `what` after 30 s.
+    pub(crate) async fn task_when_as(
+        &self,
+        key: &str,
+        id: &str,
+        what: &str,
+        ok: impl Fn(&Resp) -> bool,
+    ) -> Resp {
+        let path = format!("/v1/tasks/{id}");
+        gengate_testkit::wait_until(what, Duration::from_secs(30), || async {
+            let t = self.get_as(key, &path).await;
+            ok(&t).then_some(t)
+        })
+        .await
+    }
+
+    /// [`TestApp::task_when_as`] with the test user's key.
+    pub(crate) async fn task_when(&self, id: &str, what: &str, ok: impl Fn(&Resp) -> bool) -> Resp {
+        self.task_when_as(&self.user_key.clone(), id, what, ok)
+            .await
+    }
+
     /// Waits until nothing is queued or in flight (bounded; never sleeps and hopes).
     pub(crate) async fn dispatch_until_idle(&self) {
         assert!(
@@ -274,8 +302,46 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Panics if the dispatcher lost track of a slot or a task: its own
+    /// audit, and, once it is idle on a store of its own, no task left
+    /// unfinished in the store (nothing would ever pick it up).
+    fn check_nothing_stuck(&self) {
+        let found = self.dispatcher.audit();
+        assert!(found.is_empty(), "left stuck by the test: {found:?}");
+        if self.store.shared() || !self.dispatcher.is_idle() {
+            return;
+        }
+        // Drop cannot await: read the store from a runtime of its own.
+        let store = self.store.clone();
+        let active = std::thread::scope(|s| {
+            s.spawn(move || {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("a runtime")
+                    .block_on(store.active_tasks())
+            })
+            .join()
+            .expect("the store read")
+        })
+        .expect("the store answers");
+        let stuck: Vec<String> = active
+            .iter()
+            .map(|t| format!("{} ({})", t.id, t.status.as_str()))
+            .collect();
+        assert!(
+            stuck.is_empty(),
+            "the dispatcher is idle but these tasks are unfinished: {stuck:?}"
+        );
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if !std::thread::panicking() {
+            self.check_nothing_stuck();
+        }
         self.shutdown.cancel();
     }
 }

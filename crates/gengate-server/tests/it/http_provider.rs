@@ -1,14 +1,15 @@
 //! gengate against the sim mock over HTTP: back-pressure, reconciliation of a
 //! task whose submission answer was lost, and an unreachable provider.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use gengate_config::Dur;
 use gengate_core::task::NewTask;
 use gengate_core::{Event, Role, apply};
 use gengate_mock::sim::Behavior;
 use gengate_mock::{MockConfig, serve_sim};
-use gengate_server::config::Dur;
 use gengate_server::now_ms;
+use gengate_testkit::wait_until;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -56,7 +57,7 @@ async fn account_back_pressure_keeps_tasks_queued_without_spending_attempts() {
     let url = mock.url.clone();
     let app = spawn_app_with(move |cfg| {
         let sim = cfg.providers.get_mut("sim").unwrap();
-        sim.base_url = Some(url);
+        sim.base_url = Some(http_url(&url));
         sim.concurrency = 4; // more than the account allows: the mock refuses with 429
     })
     .await;
@@ -104,7 +105,7 @@ async fn a_task_caught_in_submitting_is_found_by_reference_not_submitted_again()
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config().finish().unwrap();
     cfg.server.data_dir = dir.path().to_owned();
-    cfg.providers.get_mut("sim").unwrap().base_url = Some(mock.url.clone());
+    cfg.providers.get_mut("sim").unwrap().base_url = Some(http_url(&mock.url));
     let store = gengate_store::open(&cfg.store_url()).await.unwrap();
 
     // A task whose submission reached the provider, but the process died
@@ -173,7 +174,7 @@ async fn an_unreachable_provider_keeps_the_task_queued_without_spending_attempts
     drop(closed);
     let app = spawn_app_with(move |cfg| {
         let sim = cfg.providers.get_mut("sim").unwrap();
-        sim.base_url = Some(url);
+        sim.base_url = Some(http_url(&url));
         // One failure opens the circuit until after the deadline: no
         // further try can race the reads below.
         sim.breaker_failures = 1;
@@ -183,24 +184,28 @@ async fn an_unreachable_provider_keeps_the_task_queued_without_spending_attempts
     })
     .await;
     let id = app.post_task(&prompt("nobody home")).await.id();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let health = loop {
-        let stats = app.get_as(&app.admin_key, "/v1/admin/stats").await;
-        let health = stats.body["providers"][0]["health"].clone();
-        if health["last_error"]["message"].is_string() {
-            break health;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no error reported: {}",
-            stats.body
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let health = wait_until(
+        "the provider's error in admin stats",
+        Duration::from_secs(10),
+        || async {
+            let stats = app.get_as(&app.admin_key, "/v1/admin/stats").await;
+            let health = stats.body["providers"][0]["health"].clone();
+            health["last_error"]["message"]
+                .is_string()
+                .then_some(health)
+        },
+    )
+    .await;
     let message = health["last_error"]["message"].as_str().unwrap();
     assert!(message.contains("connection refused"), "{health}");
     assert!(health["last_error"]["fix"].is_string(), "{health}");
-    let t = app.get_task(&id).await;
+    // The health is noted as the answer comes back, before the task is
+    // handed back to the queue.
+    let t = app
+        .task_when(&id, "the failed submission to be stored", |t| {
+            t.status_text() != "submitting"
+        })
+        .await;
     assert_eq!(t.status_text(), "queued", "{}", t.body);
     assert_eq!(t.body["attempts"], 0, "{}", t.body);
     app.dispatch_until_idle().await;
@@ -215,7 +220,7 @@ async fn each_retry_is_a_new_job_at_the_provider_never_the_failed_one_again() {
     let mock = spawn_failing_mock(4, 30, 1.0).await;
     let url = mock.url.clone();
     let app = spawn_app_with(move |cfg| {
-        cfg.providers.get_mut("sim").unwrap().base_url = Some(url);
+        cfg.providers.get_mut("sim").unwrap().base_url = Some(http_url(&url));
     })
     .await;
     let id = app.post_task(&prompt("always fails")).await.id();

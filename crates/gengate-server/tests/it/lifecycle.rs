@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use gengate_server::config::{Dur, DurRange};
+use gengate_config::{Dur, DurRange};
 use serde_json::json;
 
 use crate::helpers::*;
@@ -119,15 +119,10 @@ async fn cancel_stops_queued_and_running_tasks_and_frees_the_slot() {
     let first = app.post_task(&prompt("one")).await.id();
     let second = app.post_task(&prompt("two")).await.id();
     // Wait for the first to be running (it takes the only slot).
-    let mut running = false;
-    for _ in 0..200 {
-        if app.get_task(&first).await.status_text() == "running" {
-            running = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(running, "first task started");
+    app.task_when(&first, "the first task to run", |t| {
+        t.status_text() == "running"
+    })
+    .await;
     assert_eq!(app.get_task(&second).await.body["queue_position"], 1);
 
     let c = app.cancel_as(&app.user_key, &second).await;
@@ -141,13 +136,10 @@ async fn cancel_stops_queued_and_running_tasks_and_frees_the_slot() {
     assert_eq!(again.error().0, "task_finished");
     // The slot is free again: a new task starts.
     let third = app.post_task(&prompt("three")).await.id();
-    for _ in 0..200 {
-        if app.get_task(&third).await.status_text() == "running" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("the canceled task's slot was not released");
+    app.task_when(&third, "the canceled tasks' slot to run a new one", |t| {
+        t.status_text() == "running"
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -48,10 +48,8 @@ async fn read_events(
 #[tokio::test]
 async fn a_long_poll_returns_when_the_status_changes_and_not_before() {
     let app = spawn_app_with(|cfg| {
-        cfg.providers.get_mut("sim").unwrap().latency = gengate_server::config::DurRange(
-            Duration::from_millis(400),
-            Duration::from_millis(400),
-        );
+        cfg.providers.get_mut("sim").unwrap().latency =
+            gengate_config::DurRange(Duration::from_millis(400), Duration::from_millis(400));
     })
     .await;
     let created = app.post_task(&prompt("wait for me")).await;
@@ -97,7 +95,7 @@ async fn a_long_poll_with_nothing_happening_answers_at_its_timeout_with_the_same
     let app = spawn_app_with(|cfg| {
         cfg.providers.get_mut("sim").unwrap().concurrency = 1;
         cfg.providers.get_mut("sim").unwrap().latency =
-            gengate_server::config::DurRange(Duration::from_secs(30), Duration::from_secs(30));
+            gengate_config::DurRange(Duration::from_secs(30), Duration::from_secs(30));
     })
     .await;
     app.post_task(&prompt("hog")).await;

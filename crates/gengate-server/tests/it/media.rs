@@ -14,13 +14,13 @@ use axum::extract::Query;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use gengate_config::{Bytes, MediaBackend};
 use gengate_core::task::NewTask;
 use gengate_core::{Output, Task};
+use gengate_engine::media::{self, Backend, CopyError, Media, S3Settings};
 use gengate_mock::sim::Behavior;
 use gengate_mock::{MockConfig, serve_sim};
 use gengate_net::{Lookup, Outbound};
-use gengate_server::config::{Bytes, MediaBackend};
-use gengate_server::media::{self, Backend, CopyError, Media, S3Settings};
 use serde_json::json;
 use sha2::Digest;
 use tokio::net::TcpListener;
@@ -219,7 +219,7 @@ async fn outputs_from_an_http_provider_are_copied_and_served_with_ranges_and_eta
     let _stop = stop.drop_guard();
     let url = mock_url.clone();
     let app = spawn_app_with(move |cfg| {
-        cfg.providers.get_mut("sim").unwrap().base_url = Some(url);
+        cfg.providers.get_mut("sim").unwrap().base_url = Some(http_url(&url));
     })
     .await;
     let id = app.post_task(&prompt("a lighthouse")).await.id();
@@ -568,17 +568,7 @@ async fn delete_removes_a_finished_task_and_its_media() {
 
 /// The S3 server the tests use: `TEST_S3_URL` (moto, started by `.ci/run`).
 fn s3_url() -> Option<String> {
-    match std::env::var("TEST_S3_URL") {
-        Ok(u) if !u.is_empty() => Some(u),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "TEST_S3_URL must be set in CI (.ci/run starts moto)"
-            );
-            eprintln!("note: TEST_S3_URL is not set; S3 backend test skipped");
-            None
-        }
-    }
+    gengate_testkit::service_url("TEST_S3_URL")
 }
 
 async fn make_bucket(s3: &str, bucket: &str) {
@@ -675,13 +665,13 @@ async fn s3_backend_end_to_end_through_the_api() {
     let app = spawn_app_with(move |cfg| {
         cfg.media.backend = MediaBackend::S3;
         let c = &mut cfg.media.s3;
-        c.endpoint = Some(s3c);
+        c.endpoint = Some(http_url(&s3c));
         c.bucket = b;
         c.path_style = true;
         c.access_key = "testing".into();
         c.secret_key = "testing".into();
         c.prefix = "p/".into();
-        c.public_base_url = Some("https://cdn.example.com".into());
+        c.public_base_url = Some(http_url("https://cdn.example.com"));
     })
     .await;
     let id = app.post_task(&prompt("a heron")).await.id();

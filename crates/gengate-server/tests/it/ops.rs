@@ -163,7 +163,7 @@ async fn large_json_is_compressed_as_the_client_asks_small_bodies_and_media_are_
 async fn silent_and_slow_connections_are_closed_at_the_idle_timeout() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = spawn_app_with(|cfg| {
-        cfg.server.idle_timeout = gengate_server::config::Dur(std::time::Duration::from_millis(300))
+        cfg.server.idle_timeout = gengate_config::Dur(std::time::Duration::from_millis(300))
     })
     .await;
     let addr = app.base.trim_start_matches("http://").to_owned();

@@ -10,9 +10,9 @@
 
 use std::time::{Duration, Instant};
 
+use gengate_config::{Dur, ModelConfig, ProviderKind};
 use gengate_mock::sim::Behavior;
 use gengate_mock::{self as mock, MockConfig, MockKind};
-use gengate_server::config::{Dur, ModelConfig, ProviderKind};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +43,7 @@ async fn ten_thousand_tasks_of_30_to_60_s_cost_at_most_3_polls_each() {
     let url = mock_url.clone();
     let app = spawn_app_with(move |cfg| {
         let mut p = provider_config(ProviderKind::Runninghub);
-        p.base_url = Some(url);
+        p.base_url = Some(http_url(&url));
         p.api_key = KEY.into();
         p.concurrency = TASKS as u32;
         p.callbacks = false;

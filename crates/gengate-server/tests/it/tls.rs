@@ -5,10 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use gengate_config::{Dur, ProviderKind};
 use gengate_mock::Faults;
-use gengate_server::config::{Dur, ProviderKind};
+use gengate_testkit::wait_until;
 use serde_json::Value;
 use tokio::net::TcpListener;
 
@@ -36,18 +37,23 @@ Prompt = "{{{{prompt}}}}"
 /// Waits until `provider`'s health in the admin stats reports an error;
 /// returns that health.
 async fn reported_error(app: &TestApp, provider: &str) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let what = format!("{provider} to report an error");
+    wait_until(&what, Duration::from_secs(15), || async {
         let health = admin_stats(app, provider).await["health"].clone();
-        if health["last_error"]["message"].is_string() {
-            return health;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{provider} reported no error: {health}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        health["last_error"]["message"]
+            .is_string()
+            .then_some(health)
+    })
+    .await
+}
+
+/// Task `id` once its submission's answer is stored: health notes the
+/// answer as it arrives, a moment before the task leaves `submitting`.
+async fn settled(app: &TestApp, id: &str) -> Resp {
+    app.task_when(id, "the submission's outcome to be stored", |t| {
+        t.status_text() != "submitting"
+    })
+    .await
 }
 
 #[tokio::test]
@@ -182,7 +188,7 @@ async fn an_untrusted_certificate_submits_nothing_until_its_ca_is_trusted() {
             .contains("tls.ca_file"),
         "{health}"
     );
-    let t = app.get_task(&id).await;
+    let t = settled(&app, &id).await;
     assert_eq!(
         (t.status_text(), t.body["attempts"].as_u64()),
         ("queued", Some(0)),
@@ -213,16 +219,12 @@ async fn an_untrusted_certificate_submits_nothing_until_its_ca_is_trusted() {
     cfg.tls.ca_file = Some(trusted);
     let store = gengate_store::open(&cfg.store_url()).await.unwrap();
     let app = spawn_on(cfg, store, dir).await;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let t = app.get_as(&key, &format!("/v1/tasks/{id}")).await;
-        if t.status_text() == "succeeded" {
-            assert_eq!(t.body["attempts"], 1, "{}", t.body);
-            break;
-        }
-        assert!(Instant::now() < deadline, "not finished: {}", t.body);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let t = app
+        .task_when_as(&key, &id, "the task to succeed once trusted", |t| {
+            t.status_text() == "succeeded"
+        })
+        .await;
+    assert_eq!(t.body["attempts"], 1, "{}", t.body);
     assert_eq!(
         mock.stats().await["submissions"],
         1,
@@ -290,7 +292,7 @@ async fn a_provider_redirect_is_refused_and_its_target_receives_nothing() {
         !message.contains("stolen"),
         "the query is redacted: {health}"
     );
-    let t = app.get_task(&id).await;
+    let t = settled(&app, &id).await;
     assert_eq!(t.status_text(), "queued", "{}", t.body);
     assert_eq!(t.body["attempts"], 0, "{}", t.body);
     assert_eq!(
@@ -322,8 +324,8 @@ async fn a_provider_entry_reaches_its_api_through_its_proxy() {
     let proxy = mock_url.clone();
     let app = spawn_app_with(move |cfg| {
         let sim = cfg.providers.get_mut("sim").unwrap();
-        sim.base_url = Some("http://sim-provider.invalid".into());
-        sim.proxy = Some(proxy);
+        sim.base_url = Some(http_url("http://sim-provider.invalid"));
+        sim.proxy = Some(http_url(&proxy));
     })
     .await;
     let id = app.post_task(&prompt("through the proxy")).await.id();
@@ -332,26 +334,15 @@ async fn a_provider_entry_reaches_its_api_through_its_proxy() {
     assert_eq!(t.status_text(), "succeeded", "{}", t.body);
 }
 
-/// A test service's setting: `None` when unset, except under `CI=true`.
-fn service_var(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{var} is not set; CI must run this test (.ci/run sets it)")
-        }
-        _ => {
-            eprintln!("skipped: {var} is not set");
-            None
-        }
-    }
-}
-
 /// Object storage over HTTPS with a private CA (MinIO's case): copies work
 /// once the CA is in `tls.ca_file`, and fail, saying why, until then.
 #[tokio::test]
 async fn the_s3_backend_stores_over_https_trusting_tls_ca_file() {
-    use gengate_server::media::{Backend, CopyError, Media};
-    let (Some(s3), Some(ca)) = (service_var("TEST_S3_TLS_URL"), service_var("TEST_TLS_CA")) else {
+    use gengate_engine::media::{Backend, CopyError, Media};
+    let (Some(s3), Some(ca)) = (
+        gengate_testkit::service_url("TEST_S3_TLS_URL"),
+        gengate_testkit::service_url("TEST_TLS_CA"),
+    ) else {
         return;
     };
     let trust = gengate_net::Trust::load(Some(std::path::Path::new(&ca))).unwrap();
@@ -402,14 +393,14 @@ async fn an_s3_failure_puts_no_signed_url_in_the_tasks_error() {
     let endpoint = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let app = spawn_app_with(move |cfg| {
-        cfg.media.backend = gengate_server::config::MediaBackend::S3;
+        cfg.media.backend = gengate_config::MediaBackend::S3;
         let s3 = &mut cfg.media.s3;
-        s3.endpoint = Some(endpoint);
+        s3.endpoint = Some(http_url(&endpoint));
         s3.bucket = "results".into();
         s3.path_style = true;
         s3.access_key = "AKIAEXAMPLE".into();
         s3.secret_key = "secret".into();
-        s3.public_base_url = Some("https://cdn.example.com".into());
+        s3.public_base_url = Some(http_url("https://cdn.example.com"));
         cfg.media.max_attempts = 2;
     })
     .await;

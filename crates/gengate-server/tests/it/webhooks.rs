@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use base64::Engine as _;
-use gengate_server::config::Dur;
+use gengate_config::Dur;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -49,19 +49,17 @@ async fn spawn_receiver(script: Vec<u16>) -> (String, Receiver) {
 }
 
 async fn deliveries_when_settled(app: &TestApp, id: &str) -> Value {
-    for _ in 0..400 {
+    let what = format!("the webhook of {id} to settle");
+    gengate_testkit::wait_until(&what, Duration::from_secs(10), || async {
         let d = app
             .get_as(&app.user_key, &format!("/v1/tasks/{id}/webhooks"))
             .await;
-        if d.body["data"]
+        d.body["data"]
             .as_array()
             .is_some_and(|l| !l.is_empty() && l.iter().all(|x| x["status"] != "pending"))
-        {
-            return d.body;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("the webhook of {id} never settled");
+            .then_some(d.body)
+    })
+    .await
 }
 
 #[tokio::test]

@@ -5,12 +5,13 @@
 //! there a backend that cannot be tested fails the run.
 
 use std::future::Future;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use gengate_store::{OpenOptions, Store};
+use gengate_testkit::db::with_database;
+use gengate_testkit::service_url;
 use sqlx::Connection as _;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +44,6 @@ pub(crate) struct Db {
     _dir: Option<Arc<tempfile::TempDir>>,
 }
 
-static SKIP_NOTED: [AtomicBool; 3] = [
-    AtomicBool::new(false),
-    AtomicBool::new(false),
-    AtomicBool::new(false),
-];
 static CLEANED: [AtomicBool; 3] = [
     AtomicBool::new(false),
     AtomicBool::new(false),
@@ -56,28 +52,7 @@ static CLEANED: [AtomicBool; 3] = [
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 fn server_url(kind: Kind) -> Option<String> {
-    let var = kind.var();
-    let url = service_var(var);
-    if url.is_none() && !SKIP_NOTED[kind as usize].swap(true, Ordering::Relaxed) {
-        // Straight to stderr: the test harness captures print macros.
-        let _ = writeln!(
-            std::io::stderr(),
-            "note: {var} is not set; the {kind:?} store tests pass without running"
-        );
-    }
-    url
-}
-
-/// The value of `var` (a test server's URL, a CA file): `None` when it is
-/// unset, except under `CI=true`, where a missing one fails the test.
-pub(crate) fn service_var(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{var} is not set: under CI=true every backend is tested")
-        }
-        _ => None,
-    }
+    service_url(kind.var())
 }
 
 fn now_ms() -> i64 {
@@ -85,17 +60,6 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-}
-
-/// `url` naming database `name` instead of its own.
-fn with_database(url: &str, name: &str) -> String {
-    let (scheme, rest) = url.split_once("://").expect("a URL with a scheme");
-    let (before_query, query) = rest
-        .split_once('?')
-        .map_or((rest, None), |(a, q)| (a, Some(q)));
-    let authority = before_query.split('/').next().unwrap_or(before_query);
-    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
-    format!("{scheme}://{authority}/{name}{query}")
 }
 
 async fn connect<C: sqlx::Connection>(kind: Kind, url: &str) -> C {
@@ -266,16 +230,4 @@ where
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
-}
-
-#[test]
-fn database_names_replace_the_urls_own() {
-    assert_eq!(
-        with_database("postgres://u@h:5432/test?sslmode=disable", "gg_1"),
-        "postgres://u@h:5432/gg_1?sslmode=disable"
-    );
-    assert_eq!(
-        with_database("mysql://root@h", "gg_1"),
-        "mysql://root@h/gg_1"
-    );
 }

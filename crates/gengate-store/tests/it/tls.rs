@@ -8,10 +8,12 @@ use std::path::PathBuf;
 use gengate_core::Role;
 use gengate_store::OpenOptions;
 
-use crate::db::{Db, Kind, options, service_var};
+use gengate_testkit::service_url;
+
+use crate::db::{Db, Kind, options};
 
 async fn over_tls(kind: Kind, tls_var: &str, encrypt_only: &str) {
-    let (Some(tls_url), Some(ca)) = (service_var(tls_var), service_var("TEST_TLS_CA")) else {
+    let (Some(tls_url), Some(ca)) = (service_url(tls_var), service_url("TEST_TLS_CA")) else {
         return;
     };
     let Some(db) = Db::fresh(kind, true).await else {

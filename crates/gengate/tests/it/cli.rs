@@ -1,5 +1,7 @@
 //! The command line as a newcomer meets it.
 
+use gengate_testkit::{wait_for, wait_until};
+
 use crate::process::{Proc, run};
 
 #[test]
@@ -160,35 +162,23 @@ fn sigterm_drains_and_exits_cleanly_with_everything_durable() {
         .status()
         .unwrap();
     assert!(status.success());
-    let started = std::time::Instant::now();
-    let exit = loop {
-        if let Some(s) = server.child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(15),
-            "gengate did not stop after SIGTERM"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    };
+    let exit = rt.block_on(wait_until(
+        "gengate to stop after SIGTERM",
+        std::time::Duration::from_secs(15),
+        || std::future::ready(server.child.try_wait().unwrap()),
+    ));
     assert_eq!(exit.code(), Some(0), "a requested shutdown is a clean exit");
     // The task is still there after a restart and finishes.
     let server = Proc::start(&["serve", "--listen", "127.0.0.1:0"], cwd);
-    rt.block_on(async {
-        for _ in 0..200 {
-            let t = crate::process::get_json(
-                &reqwest::Client::new(),
-                &format!("{}/v1/tasks/{id}", server.url),
-                Some(&key),
-            )
-            .await;
-            if t["status"] == "succeeded" {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        panic!("task {id} did not finish after the restart");
-    });
+    let client = reqwest::Client::new();
+    let url = format!("{}/v1/tasks/{id}", server.url);
+    rt.block_on(wait_for(
+        "the task to finish after the restart",
+        std::time::Duration::from_secs(20),
+        || async {
+            crate::process::get_json(&client, &url, Some(&key)).await["status"] == "succeeded"
+        },
+    ));
 }
 
 #[test]
@@ -338,17 +328,12 @@ async fn a_restart_through_the_handoff_socket_refuses_no_request() {
         let before = ok.load(Ordering::Relaxed);
         let new = Proc::start(&args, cwd);
         assert_eq!(new.url, url, "the successor serves the same address");
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        let status = loop {
-            if let Some(status) = old.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: the old process did not exit"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        };
+        let status = wait_until(
+            "the old process to exit",
+            std::time::Duration::from_secs(30),
+            || std::future::ready(old.child.try_wait().unwrap()),
+        )
+        .await;
         assert!(
             status.success(),
             "round {round}: the old process drained and exited cleanly: {status}"

@@ -9,113 +9,23 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use gengate_testkit::db::{Engine, FreshDb};
+use gengate_testkit::wait_until_every;
 use serde_json::{Value, json};
 
-use crate::process::{Proc, create_key, get_json, run};
+use crate::process::{Proc, create_key, get_json, run, start_mock};
 
 /// The lease period the tests configure: a dead node's tasks are taken
 /// over within it (plus one heartbeat of the node that takes them).
 const LEASE: Duration = Duration::from_secs(3);
+/// How often a wait reads the database: each read starts its client process.
+const EVERY: Duration = Duration::from_millis(100);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Engine {
-    MariaDb,
-    Postgres,
-}
+/// A fresh database for one cluster test.
+type Db = FreshDb;
 
-/// A fresh database on one of the test servers, reached with its CLI client
-/// for checks the API does not show (who holds which lease).
-struct Db {
-    engine: Engine,
-    /// The store URL gengate uses.
-    url: String,
-}
-
-/// `scheme://user[:pw]@host:port/db` → (user, host, port).
-fn parts(url: &str) -> (String, String, String) {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let (auth, hostpart) = rest.split_once('@').unwrap_or(("root", rest));
-    let user = auth.split(':').next().unwrap_or("root").to_owned();
-    let hostport = hostpart.split('/').next().unwrap_or(hostpart);
-    let (host, port) = hostport.split_once(':').unwrap_or((hostport, ""));
-    (user, host.to_owned(), port.to_owned())
-}
-
-impl Db {
-    /// A new, empty database, or `None` (skip) when the server's URL is not
-    /// set outside CI.
-    fn create(engine: Engine) -> Option<Db> {
-        let var = match engine {
-            Engine::MariaDb => "TEST_MYSQL_URL",
-            Engine::Postgres => "TEST_POSTGRES_URL",
-        };
-        let base = match std::env::var(var) {
-            Ok(u) if !u.is_empty() => u,
-            _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
-                panic!("{var} is not set; CI must run the cluster tests")
-            }
-            _ => {
-                eprintln!("skipped: {var} is not set");
-                return None;
-            }
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("gg_cluster_{}_{nanos}", std::process::id());
-        let admin = Db {
-            engine,
-            url: base.clone(),
-        };
-        admin.sql(&format!("CREATE DATABASE {name}"));
-        let (prefix, _) = base.rsplit_once('/').expect("a database in the URL");
-        Some(Db {
-            engine,
-            url: format!("{prefix}/{name}"),
-        })
-    }
-
-    /// Runs SQL with the engine's client; rows as tab-separated lines.
-    fn sql(&self, q: &str) -> String {
-        let out = match self.engine {
-            Engine::Postgres => Command::new("psql")
-                .args([
-                    self.url.as_str(),
-                    "-AtX",
-                    "-F",
-                    "\t",
-                    "-v",
-                    "ON_ERROR_STOP=1",
-                    "-c",
-                    q,
-                ])
-                .output(),
-            Engine::MariaDb => {
-                let (user, host, port) = parts(&self.url);
-                let db = self.url.rsplit('/').next().unwrap_or("test").to_owned();
-                let port = if port.is_empty() { "3306".into() } else { port };
-                Command::new("mysql")
-                    .args([
-                        "-N", "-B", "-h", &host, "-P", &port, "-u", &user, &db, "-e", q,
-                    ])
-                    .output()
-            }
-        }
-        .expect("the database client runs");
-        assert!(
-            out.status.success(),
-            "{q}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
-    }
-
-    fn count(&self, q: &str) -> u64 {
-        self.sql(q)
-            .parse()
-            .unwrap_or_else(|_| panic!("{q} is not a count"))
-    }
+fn fresh(engine: Engine) -> Option<Db> {
+    FreshDb::create(engine, "gg_cluster")
 }
 
 /// A cluster: the mock provider, the config, and N nodes sharing `data`.
@@ -133,20 +43,7 @@ impl Cluster {
     fn start(db: &Db, nodes: usize, mock_latency: &str, cluster: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let cwd = dir.path().to_owned();
-        let mock = Proc::start(
-            &[
-                "mock-provider",
-                "--kind",
-                "sim",
-                "--listen",
-                "127.0.0.1:0",
-                "--latency",
-                mock_latency,
-                "--concurrency",
-                "8",
-            ],
-            &cwd,
-        );
+        let mock = start_mock(&cwd, "sim", mock_latency, &["--concurrency", "8"]);
         let config = cwd.join("gengate.toml");
         std::fs::write(
             &config,
@@ -281,7 +178,7 @@ fn status_counts(db: &Db) -> String {
 }
 
 async fn two_thousand_tasks_survive_a_node_killed_every_few_seconds(engine: Engine) {
-    let Some(db) = Db::create(engine) else { return };
+    let Some(db) = fresh(engine) else { return };
     let cluster = Arc::new(Mutex::new(Cluster::start(&db, 3, "100ms..300ms", "")));
     let keys: Vec<String> = {
         let c = cluster.lock().unwrap();
@@ -390,20 +287,18 @@ async fn two_thousand_tasks_survive_a_node_killed_every_few_seconds(engine: Engi
                 .map(|id| format!("'{id}'"))
                 .collect::<Vec<_>>()
                 .join(",");
-            loop {
-                let stuck = db.count(&format!(
-                    "SELECT COUNT(*) FROM tasks WHERE id IN ({list}) AND lease_owner LIKE '{owner}%' AND status IN ('submitting','running','storing')"
-                ));
-                if stuck == 0 {
-                    break;
-                }
-                assert!(
-                    killed_at.elapsed() < LEASE + LEASE / 3 + Duration::from_secs(3),
-                    "{stuck} tasks of the killed node still stuck after {:?}",
-                    killed_at.elapsed()
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            let stuck = format!(
+                "SELECT COUNT(*) FROM tasks WHERE id IN ({list}) AND lease_owner LIKE '{owner}%' AND status IN ('submitting','running','storing')"
+            );
+            let within =
+                (LEASE + LEASE / 3 + Duration::from_secs(3)).saturating_sub(killed_at.elapsed());
+            wait_until_every(
+                "the killed node's tasks to be taken over",
+                within,
+                EVERY,
+                || std::future::ready((db.count(&stuck) == 0).then_some(())),
+            )
+            .await;
             worst_takeover = worst_takeover.max(killed_at.elapsed());
         }
     }
@@ -474,7 +369,7 @@ async fn metric(url: &str, name: &str) -> u64 {
 }
 
 async fn a_paused_node_writes_nothing_for_the_tasks_it_lost(engine: Engine) {
-    let Some(db) = Db::create(engine) else { return };
+    let Some(db) = fresh(engine) else { return };
     // Slow tasks, so the paused node holds running ones.
     let mut c = Cluster::start(&db, 2, "6s..8s", "");
     let key = c.key("ann");
@@ -490,29 +385,25 @@ async fn a_paused_node_writes_nothing_for_the_tasks_it_lost(engine: Engine) {
         .iter()
         .map(|n| n.as_ref().unwrap().child.id())
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (paused, pid, owner, held) = loop {
-        let found = pids.iter().enumerate().find_map(|(i, pid)| {
-            let owner = format!("n{i}-{pid}-");
-            let held: Vec<String> = db
+    let (paused, pid, owner, held) = wait_until_every(
+        "a node to run a task",
+        Duration::from_secs(20),
+        EVERY,
+        || {
+            std::future::ready(pids.iter().enumerate().find_map(|(i, pid)| {
+                let owner = format!("n{i}-{pid}-");
+                let held: Vec<String> = db
                 .sql(&format!(
                     "SELECT id FROM tasks WHERE lease_owner LIKE '{owner}%' AND status = 'running'"
                 ))
                 .lines()
                 .map(str::to_owned)
                 .collect();
-            (!held.is_empty()).then_some((i, *pid, owner, held))
-        });
-        if let Some(found) = found {
-            break found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no node ran a task: {}",
-            status_counts(&db)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+                (!held.is_empty()).then_some((i, *pid, owner, held))
+            }))
+        },
+    )
+    .await;
     let list = held
         .iter()
         .map(|id| format!("'{id}'"))
@@ -520,20 +411,15 @@ async fn a_paused_node_writes_nothing_for_the_tasks_it_lost(engine: Engine) {
         .join(",");
     signal(pid, "-STOP");
     // Past its lease: the other node takes the tasks over.
-    let deadline = Instant::now() + LEASE * 3;
-    loop {
-        let still = db.count(&format!(
-            "SELECT COUNT(*) FROM tasks WHERE id IN ({list}) AND lease_owner LIKE '{owner}%'"
-        ));
-        if still == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the paused node's tasks were not taken over"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let still =
+        format!("SELECT COUNT(*) FROM tasks WHERE id IN ({list}) AND lease_owner LIKE '{owner}%'");
+    wait_until_every(
+        "the paused node's tasks to be taken over",
+        LEASE * 3,
+        EVERY,
+        || std::future::ready((db.count(&still) == 0).then_some(())),
+    )
+    .await;
     let versions = db.sql(&format!(
         "SELECT id, version FROM tasks WHERE id IN ({list}) ORDER BY id"
     ));
@@ -559,11 +445,18 @@ async fn a_paused_node_writes_nothing_for_the_tasks_it_lost(engine: Engine) {
         "{engine:?}: versions at takeover {versions}; woken node let go of {lost}, had {fenced} writes refused"
     );
     // And every task still finishes once, at the provider and here.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while db.count("SELECT COUNT(*) FROM tasks WHERE status = 'succeeded'") < 8 {
-        assert!(Instant::now() < deadline, "{}", status_counts(&db));
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_every(
+        "all 8 tasks to succeed",
+        Duration::from_secs(60),
+        EVERY,
+        || {
+            std::future::ready(
+                (db.count("SELECT COUNT(*) FROM tasks WHERE status = 'succeeded'") == 8)
+                    .then_some(()),
+            )
+        },
+    )
+    .await;
     let ledger = c.ledger().await;
     assert_eq!(ledger["submissions"], 8, "{ledger}");
     assert_eq!(ledger["duplicates"], 0, "{ledger}");
@@ -581,7 +474,7 @@ async fn postgres_a_paused_node_writes_nothing_for_the_tasks_it_lost() {
 }
 
 async fn one_idempotency_key_fifty_times_over_three_nodes_makes_one_task(engine: Engine) {
-    let Some(db) = Db::create(engine) else { return };
+    let Some(db) = fresh(engine) else { return };
     let c = Cluster::start(&db, 3, "1s..2s", "");
     let key = c.key("ann");
     let client = reqwest::Client::new();
@@ -651,7 +544,7 @@ async fn read_events(
 }
 
 async fn events_reach_a_client_on_another_node(engine: Engine, extra: &str) {
-    let Some(db) = Db::create(engine) else { return };
+    let Some(db) = fresh(engine) else { return };
     let c = Cluster::start(&db, 2, "1s..2s", extra);
     let key = c.key("ann");
     let client = reqwest::Client::new();
@@ -717,15 +610,7 @@ async fn mariadb_events_reach_a_client_on_another_node_by_polling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_events_reach_a_client_on_another_node_through_redis() {
-    let Some(redis) = std::env::var("TEST_REDIS_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        assert!(
-            std::env::var("CI").map_or(true, |v| v != "true"),
-            "TEST_REDIS_URL is not set"
-        );
-        eprintln!("skipped: TEST_REDIS_URL is not set");
+    let Some(redis) = gengate_testkit::service_url("TEST_REDIS_URL") else {
         return;
     };
     let cluster = format!("redis_url = \"{redis}\"\n\n[limits]\ncreates_per_minute = 1000\n");
@@ -746,7 +631,7 @@ fn doctor(c: &Cluster, extra: &[&str]) -> (i32, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn doctor_passes_a_healthy_deployment_and_names_each_misconfiguration() {
-    let Some(db) = Db::create(Engine::Postgres) else {
+    let Some(db) = fresh(Engine::Postgres) else {
         return;
     };
     let c = Cluster::start(&db, 1, "1s..2s", "");
@@ -784,7 +669,7 @@ async fn doctor_passes_a_healthy_deployment_and_names_each_misconfiguration() {
     );
     // An unmigrated database, a media directory that cannot be written,
     // an unreachable Redis.
-    let Some(empty) = Db::create(Engine::Postgres) else {
+    let Some(empty) = fresh(Engine::Postgres) else {
         return;
     };
     let bad = c.cwd.join("bad.toml");

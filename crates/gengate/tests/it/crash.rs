@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::process::{Proc, create_key, get_json};
+use gengate_testkit::{wait_for, wait_until};
+
+use crate::process::{Proc, create_key, get_json, serve_args, start_mock};
 
 async fn statuses(client: &reqwest::Client, url: &str, keys: &[String]) -> HashMap<String, String> {
     let mut out = HashMap::new();
@@ -49,20 +51,7 @@ struct Account {
 
 /// The sim mock over plain HTTP.
 fn sim_account(cwd: &std::path::Path) -> Account {
-    let mock = Proc::start(
-        &[
-            "mock-provider",
-            "--kind",
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--latency",
-            "1s..3s",
-            "--concurrency",
-            "8",
-        ],
-        cwd,
-    );
+    let mock = start_mock(cwd, "sim", "1s..3s", &["--concurrency", "8"]);
     let config = format!(
         "[providers.sim]\nkind = \"sim\"\nbase_url = \"{}\"\nconcurrency = 8\n\n[dispatch]\npoll_initial = \"200ms\"\npoll_max = \"500ms\"\n\n[media]\nallow_private = true\n",
         mock.url
@@ -81,24 +70,19 @@ fn sim_account(cwd: &std::path::Path) -> Account {
 fn runninghub_https_account(cwd: &std::path::Path) -> Account {
     const KEY: &str = "0123456789abcdef0123456789abcdef";
     let ca = cwd.join("mock-ca.pem");
-    let mock = Proc::start(
+    let mock = start_mock(
+        cwd,
+        "runninghub",
+        "1s..3s",
         &[
-            "mock-provider",
-            "--kind",
-            "runninghub",
-            "--listen",
-            "127.0.0.1:0",
             "--credentials",
             KEY,
-            "--latency",
-            "1s..3s",
             "--concurrency",
             "8",
             "--tls",
             "--tls-ca-out",
             ca.to_str().unwrap(),
         ],
-        cwd,
     );
     assert!(mock.url.starts_with("https://"), "{}", mock.url);
     let config = format!(
@@ -177,13 +161,10 @@ async fn kill_9_loses_nothing_and_submits_nothing_twice(cwd: &std::path::Path, a
         .iter()
         .map(|u| create_key(cwd, &common, u))
         .collect();
-    let serve_args: Vec<&str> = ["serve", "--listen", "127.0.0.1:0"]
-        .into_iter()
-        .chain(common)
-        .collect();
+    let serve = serve_args(&common);
 
     let client = reqwest::Client::new();
-    let mut server = Proc::start(&serve_args, cwd);
+    let mut server = Proc::start(&serve, cwd);
     let mut ids = Vec::new();
     for i in 0..200 {
         let r = client
@@ -218,7 +199,7 @@ async fn kill_9_loses_nothing_and_submits_nothing_twice(cwd: &std::path::Path, a
             "some tasks are queued when killed"
         );
         server.kill9();
-        server = Proc::start(&serve_args, cwd);
+        server = Proc::start(&serve, cwd);
         let after = statuses(&client, &server.url, &keys).await;
         assert_eq!(after.len(), 200, "no accepted task was lost");
     }
@@ -269,11 +250,8 @@ async fn every_task_answered_202_survives_kill_9_during_a_burst_of_creates() {
     let data = cwd.join("data");
     let common = ["--data-dir", data.to_str().unwrap()];
     let key = create_key(cwd, &common, "burst");
-    let serve_args: Vec<&str> = ["serve", "--listen", "127.0.0.1:0"]
-        .into_iter()
-        .chain(common)
-        .collect();
-    let mut server = Proc::start(&serve_args, cwd);
+    let serve = serve_args(&common);
+    let mut server = Proc::start(&serve, cwd);
     let url = server.url.clone();
     let accepted = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut creators = Vec::new();
@@ -310,7 +288,7 @@ async fn every_task_answered_202_survives_kill_9_during_a_burst_of_creates() {
         "the burst made progress before the kill ({})",
         accepted.len()
     );
-    let server = Proc::start(&serve_args, cwd);
+    let server = Proc::start(&serve, cwd);
     let client = reqwest::Client::new();
     for id in &accepted {
         let r = client
@@ -336,15 +314,13 @@ async fn wait_status(
     within: Duration,
     pred: impl Fn(&str) -> bool,
 ) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let t = get_json(client, &format!("{url}/v1/tasks/{id}"), Some(key)).await;
-        if pred(t["status"].as_str().unwrap_or("")) {
-            return t;
-        }
-        assert!(Instant::now() < deadline, "task {id} stuck: {t}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("task {id} to reach the awaited status");
+    let url = format!("{url}/v1/tasks/{id}");
+    wait_until(&what, within, || async {
+        let t = get_json(client, &url, Some(key)).await;
+        pred(t["status"].as_str().unwrap_or("")).then_some(t)
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -353,17 +329,13 @@ async fn kling_task_caught_in_submitting_by_kill_9_is_found_by_external_task_id_
     let cwd = dir.path();
     // Every answer comes 3 s after the request took effect: a kill in that
     // window leaves a task the provider has and gengate does not know it has.
-    let mock = Proc::start(
+    let mock = start_mock(
+        cwd,
+        "kling",
+        "1s..2s",
         &[
-            "mock-provider",
-            "--kind",
-            "kling",
-            "--listen",
-            "127.0.0.1:0",
             "--credentials",
             "ak-test:sk-test",
-            "--latency",
-            "1s..2s",
             "--concurrency",
             "4",
             "--slow",
@@ -371,7 +343,6 @@ async fn kling_task_caught_in_submitting_by_kill_9_is_found_by_external_task_id_
             "--slow-delay",
             "3s",
         ],
-        cwd,
     );
     let config = cwd.join("gengate.toml");
     std::fs::write(
@@ -416,12 +387,9 @@ allow_private = true  # the mock serves outputs on loopback
         data.to_str().unwrap(),
     ];
     let key = create_key(cwd, &common, "kim");
-    let serve_args: Vec<&str> = ["serve", "--listen", "127.0.0.1:0"]
-        .into_iter()
-        .chain(common)
-        .collect();
+    let serve = serve_args(&common);
     let client = reqwest::Client::new();
-    let mut server = Proc::start(&serve_args, cwd);
+    let mut server = Proc::start(&serve, cwd);
     let r = client
         .post(format!("{}/v1/tasks", server.url))
         .bearer_auth(&key)
@@ -444,21 +412,16 @@ allow_private = true  # the mock serves outputs on loopback
     )
     .await;
     // The create reached the mock; its answer is held back.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let stats = get_json(&client, &format!("{}/_mock/stats", mock.url), None).await;
-        if stats["submissions"] == 1 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the create never reached the mock: {stats}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stats_url = format!("{}/_mock/stats", mock.url);
+    wait_for(
+        "the create to reach the mock",
+        Duration::from_secs(5),
+        || async { get_json(&client, &stats_url, None).await["submissions"] == 1 },
+    )
+    .await;
     server.kill9();
 
-    let server = Proc::start(&serve_args, cwd);
+    let server = Proc::start(&serve, cwd);
     let t = wait_status(
         &client,
         &server.url,

@@ -99,6 +99,31 @@ pub(crate) fn run(args: &[&str], cwd: &Path) -> (i32, String, String) {
 }
 
 /// Makes a user key with `gengate keys create`.
+/// `gengate mock-provider --kind KIND` on a free loopback port, its jobs
+/// taking `latency` (`1s..3s`), with `extra` flags (`--concurrency`,
+/// credentials, TLS).
+pub(crate) fn start_mock(cwd: &Path, kind: &str, latency: &str, extra: &[&str]) -> Proc {
+    let mut args = vec![
+        "mock-provider",
+        "--kind",
+        kind,
+        "--listen",
+        "127.0.0.1:0",
+        "--latency",
+        latency,
+    ];
+    args.extend_from_slice(extra);
+    Proc::start(&args, cwd)
+}
+
+/// The arguments of `gengate serve` on a free loopback port, then `extra`.
+pub(crate) fn serve_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    ["serve", "--listen", "127.0.0.1:0"]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect()
+}
+
 pub(crate) fn create_key(cwd: &Path, extra: &[&str], user: &str) -> String {
     let mut args = vec!["keys", "create", "--user", user];
     args.extend_from_slice(extra);

@@ -6,12 +6,12 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::process::{Proc, create_key, get_json};
+use crate::process::{Proc, create_key, get_json, serve_args, start_mock};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_variables_reach_no_media_fetch_and_no_webhook() {
@@ -42,18 +42,7 @@ async fn proxy_variables_reach_no_media_fetch_and_no_webhook() {
     );
     tokio::spawn(async move { axum::serve(receiver, router).await });
 
-    let mock = Proc::start(
-        &[
-            "mock-provider",
-            "--kind",
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--latency",
-            "100ms..200ms",
-        ],
-        cwd,
-    );
+    let mock = start_mock(cwd, "sim", "100ms..200ms", &[]);
     let config = cwd.join("gengate.toml");
     std::fs::write(
         &config,
@@ -71,10 +60,7 @@ async fn proxy_variables_reach_no_media_fetch_and_no_webhook() {
         data.to_str().unwrap(),
     ];
     let key = create_key(cwd, &common, "pia");
-    let args: Vec<&str> = ["serve", "--listen", "127.0.0.1:0"]
-        .into_iter()
-        .chain(common)
-        .collect();
+    let args = serve_args(&common);
     let env: Vec<(&str, &str)> = [
         "HTTP_PROXY",
         "HTTPS_PROXY",
@@ -102,29 +88,23 @@ async fn proxy_variables_reach_no_media_fetch_and_no_webhook() {
         .as_str()
         .unwrap()
         .to_owned();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let t = get_json(
-            &client,
-            &format!("{}/v1/tasks/{id}", server.url),
-            Some(&key),
-        )
-        .await;
-        if t["status"] == "succeeded" && hooks.load(Ordering::SeqCst) == 1 {
-            assert!(
-                t["outputs"][0]["url"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with(&server.url),
-                "the output was fetched and stored: {t}"
-            );
-            break;
-        }
-        assert!(
-            t["status"] != "failed" && Instant::now() < deadline,
-            "not finished with its webhook: {t}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let url = format!("{}/v1/tasks/{id}", server.url);
+    let t = gengate_testkit::wait_until(
+        "the task and its webhook",
+        Duration::from_secs(30),
+        || async {
+            let t = get_json(&client, &url, Some(&key)).await;
+            assert_ne!(t["status"], "failed", "{t}");
+            (t["status"] == "succeeded" && hooks.load(Ordering::SeqCst) == 1).then_some(t)
+        },
+    )
+    .await;
+    assert!(
+        t["outputs"][0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&server.url),
+        "the output was fetched and stored: {t}"
+    );
     assert_eq!(offered.load(Ordering::SeqCst), 0, "the proxy saw nothing");
 }
