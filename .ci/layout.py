@@ -43,12 +43,31 @@ def module_files(src):
     return mods
 
 
+TOKENS = re.compile(
+    r'(?P<raw>r(?P<h>#*)"(?:.|\n)*?"(?P=h))'
+    r'|(?P<str>b?"(?:[^"\\]|\\.)*")'
+    r"|(?P<chr>b?'(?:[^'\\\n]|\\[^'\n]+)')"
+    r"|(?P<line>//[^\n]*)"
+    r"|(?P<block>/\*(?:.|\n)*?\*/)",
+    flags=re.S,
+)
+
+
 def strip_comments(text):
-    text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    text = re.sub(r"//[^\n]*", "", text)
-    # String literals can hold anything that looks like a path.
-    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', text)
-    return text
+    """Code without comments, and with every string and char literal emptied.
+
+    One left-to-right pass, so a `//` inside a string is not a comment and a
+    quote inside a comment opens no string.
+    """
+
+    def blank(m):
+        if m.group("line") or m.group("block"):
+            return " "
+        if m.group("chr"):
+            return "' '"
+        return '""'
+
+    return TOKENS.sub(blank, text)
 
 
 def expand_use(body):
