@@ -4,6 +4,7 @@
 //! every rule here can be tested exhaustively; the store, providers and server
 //! crates carry these decisions out.
 
+pub mod billing;
 pub mod id;
 pub mod lifecycle;
 pub mod mapping;
@@ -14,6 +15,7 @@ pub mod task;
 pub mod time;
 pub mod units;
 
+pub use billing::{Billing, LedgerKind, Limits, Price, RefundOn, Refusal};
 pub use lifecycle::{Effect, Event, Fence, IllegalTransition, apply};
 pub use model::{FieldSpec, InputError, ModelKind, ModelSpec};
 pub use task::{Output, Role, Status, Task, TaskError, TaskId, UserId};

@@ -266,6 +266,8 @@ mod tests {
             deadline_at: 1_000_000,
             created_at: 0,
             webhook_url: None,
+            billing: None,
+            limits: Default::default(),
         }
         .into_task()
     }

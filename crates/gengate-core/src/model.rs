@@ -86,6 +86,10 @@ pub struct ModelSpec {
     /// A second provider account that runs the model while the first one's
     /// circuit is open.
     pub failover: Option<String>,
+    /// What a task costs (`None`: free).
+    pub price: Option<crate::Price>,
+    /// Which endings refund a task's credits.
+    pub refund_on: crate::RefundOn,
 }
 
 /// An input that does not satisfy the model's schema.
@@ -237,6 +241,30 @@ pub fn is_http_url(s: &str) -> bool {
 }
 
 impl ModelSpec {
+    /// What a task with this validated `input` holds of its owner's
+    /// credits (`None`: the model is free).
+    ///
+    /// # Errors
+    /// [`InputError`] when the input does not say how much (a per-second
+    /// price without a duration).
+    pub fn billing(&self, input: &Value) -> Result<Option<crate::Billing>, InputError> {
+        let Some(price) = &self.price else {
+            return Ok(None);
+        };
+        let held = price.hold(input).map_err(|message| InputError {
+            field: "input".into(),
+            message,
+        })?;
+        Ok(Some(crate::Billing {
+            held,
+            per_output: match price {
+                crate::Price::PerOutput { per_output, .. } => Some(*per_output),
+                _ => None,
+            },
+            refund_on: self.refund_on,
+        }))
+    }
+
     /// Validates `input` and returns it with defaults filled in.
     ///
     /// # Errors
@@ -332,6 +360,8 @@ mod tests {
             endpoint: None,
             params: Value::Null,
             failover: None,
+            price: None,
+            refund_on: Default::default(),
         }
     }
 

@@ -74,8 +74,13 @@ impl Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
+    /// Its own tasks.
     User,
+    /// Everything, every user's tasks included.
     Admin,
+    /// An app's backend: acts for the end user each request names (the
+    /// `X-Gengate-User` header), or for the app itself when none is named.
+    Service,
 }
 
 impl Role {
@@ -83,6 +88,7 @@ impl Role {
         match self {
             Role::User => "user",
             Role::Admin => "admin",
+            Role::Service => "service",
         }
     }
 
@@ -90,6 +96,7 @@ impl Role {
         match s {
             "user" => Some(Role::User),
             "admin" => Some(Role::Admin),
+            "service" => Some(Role::Service),
             _ => None,
         }
     }
@@ -189,6 +196,9 @@ pub struct Task {
     pub version: i64,
     /// Where the owner wants the result posted (signed), if anywhere.
     pub webhook_url: Option<String>,
+    /// The credits it holds of its owner's balance (`None`: free), fixed
+    /// at creation.
+    pub billing: Option<crate::Billing>,
 }
 
 /// What a new task is made from, once the request has been validated.
@@ -205,6 +215,9 @@ pub struct NewTask {
     pub deadline_at: i64,
     pub created_at: i64,
     pub webhook_url: Option<String>,
+    pub billing: Option<crate::Billing>,
+    /// The owner's limits, checked in the same transaction as the insert.
+    pub limits: crate::Limits,
 }
 
 impl NewTask {
@@ -233,6 +246,7 @@ impl NewTask {
             updated_at: self.created_at,
             version: 0,
             webhook_url: self.webhook_url,
+            billing: self.billing,
         }
     }
 }
