@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+pub mod accounts;
 mod listing;
 mod mysql;
 mod postgres;
@@ -17,10 +18,13 @@ mod sql;
 pub mod sqlite;
 mod store;
 
+pub use accounts::{
+    Account, AccountPatch, Accounts, AuditEntry, Drift, LedgerEntry, LimitOverrides,
+};
 pub use store::{
     Caller, Change, Created, DbFacts, Delivery, Fence, IdempotencyKey, KeyInfo, ListQuery,
-    NodeInfo, OpenOptions, PoolStats, Result, StatusCount, Store, StoreError, fair_pick,
-    holds_lease,
+    NodeInfo, OpenOptions, PoolStats, Result, StatusCount, Store, StoreError, TokenScope,
+    fair_pick, holds_lease,
 };
 
 /// Opens the store a URL names with default options.

@@ -32,6 +32,18 @@ pub(crate) fn list_query(
         clauses.push("model = ?".into());
         args.push(model.as_str().into());
     }
+    if let Some(provider) = &q.provider {
+        clauses.push("provider = ?".into());
+        args.push(provider.as_str().into());
+    }
+    if let Some(from) = q.created_from {
+        clauses.push("created_at >= ?".into());
+        args.push(from.into());
+    }
+    if let Some(to) = q.created_to {
+        clauses.push("created_at < ?".into());
+        args.push(to.into());
+    }
     if let Some(before) = &q.before {
         clauses.push("id < ?".into());
         args.push(cursor(before));

@@ -26,7 +26,11 @@ use crate::store::{Result, StoreError};
 /// The store on MySQL or MariaDB.
 pub(crate) type MySqlStore = SqlStore<MySql>;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/mysql/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/mysql/0001_init.sql")),
+    (2, include_str!("../migrations/mysql/0002_service_role.sql")),
+    (3, include_str!("../migrations/mysql/0003_credits.sql")),
+];
 
 /// How long `gengate migrate` waits for another run to finish (seconds).
 const MIGRATION_LOCK_WAIT: i64 = 60;
@@ -47,6 +51,7 @@ impl Engine for MySql {
     const CA_PARAM: &'static str = "ssl-ca=";
     const DB_NOW: &'static str = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
     const SHARE_LOCK: &'static str = " LOCK IN SHARE MODE";
+    const INT_CAST: &'static str = "SIGNED";
     const MIGRATIONS: &'static [(i64, &'static str)] = MIGRATIONS;
     const CURRENT_SCHEMA: &'static str = "DATABASE()";
     const SESSION_SETUP: &'static [&'static str] = &[
@@ -155,8 +160,17 @@ impl Engine for MySql {
     }
 
     async fn apply_migration(c: &mut MySqlConnection, version: i64, sql: &str) -> Result<()> {
+        if version == 2 {
+            drop_mysql_role_checks(c)
+                .await
+                .map_err(|e| migration_failed(version, e))?;
+        }
         for (i, statement) in statements(sql).iter().enumerate() {
-            Self::exec(c, statement, Vec::new()).await.map_err(|e| {
+            let ran = Self::exec(c, statement, Vec::new()).await;
+            if ran.as_ref().is_err_and(already_there) {
+                continue;
+            }
+            ran.map_err(|e| {
                 migration_failed(
                     version,
                     format!(
@@ -205,6 +219,46 @@ impl Engine for MySql {
             memory,
         })
     }
+}
+
+/// Whether a migration statement failed because a column or index it adds
+/// is there already: a run that stopped halfway left it (MySQL commits each
+/// DDL statement at once, and has no `ADD COLUMN IF NOT EXISTS`).
+fn already_there(e: &sqlx::Error) -> bool {
+    // ER_DUP_FIELDNAME, ER_DUP_KEYNAME.
+    e.as_database_error()
+        .and_then(|d| d.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .is_some_and(|d| matches!(d.number(), 1060 | 1061))
+}
+
+/// MySQL 8 keeps a column's CHECK as a table constraint of its own
+/// (`api_keys_chk_1`), which redefining the column leaves in place, so
+/// migration 2 could not widen the roles; it is dropped by name first.
+/// MariaDB keeps the CHECK with the column, and migration 2 replaces it.
+async fn drop_mysql_role_checks(c: &mut MySqlConnection) -> sqlx::Result<()> {
+    let version = MySql::row(c, "SELECT VERSION()", Vec::new())
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?
+        .text(0)?;
+    if version.contains("MariaDB") {
+        return Ok(());
+    }
+    let checks = MySql::rows(
+        c,
+        "SELECT CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS \
+         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'api_keys' AND CONSTRAINT_TYPE = 'CHECK'",
+        Vec::new(),
+    )
+    .await?;
+    for check in checks {
+        let name = check.text(0)?;
+        let sql = format!(
+            "ALTER TABLE api_keys DROP CHECK `{}`",
+            name.replace('`', "``")
+        );
+        MySql::exec(c, &sql, Vec::new()).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

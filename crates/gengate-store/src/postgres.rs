@@ -24,7 +24,14 @@ use crate::store::{Change, Result};
 /// The store on PostgreSQL.
 pub(crate) type PostgresStore = SqlStore<Postgres>;
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/postgres/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_init.sql")),
+    (
+        2,
+        include_str!("../migrations/postgres/0002_service_role.sql"),
+    ),
+    (3, include_str!("../migrations/postgres/0003_credits.sql")),
+];
 
 /// The `pg_advisory_lock` key that serializes migration runs ("gengate" in
 /// ASCII, then 1).
@@ -87,6 +94,7 @@ impl Engine for Postgres {
     const CA_PARAM: &'static str = "sslrootcert=";
     const DB_NOW: &'static str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
     const SHARE_LOCK: &'static str = " FOR SHARE";
+    const INT_CAST: &'static str = "BIGINT";
     const MIGRATIONS: &'static [(i64, &'static str)] = MIGRATIONS;
     const CURRENT_SCHEMA: &'static str = "current_schema()";
     const SESSION_SETUP: &'static [&'static str] = &[

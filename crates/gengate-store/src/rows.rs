@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use gengate_core::{Output, Role, Status, Task, TaskError};
+use gengate_core::{Billing, Output, Role, Status, Task, TaskError};
 
 use crate::store::{Caller, Change, Delivery, KeyInfo, NodeInfo, StatusCount};
 
@@ -16,7 +16,7 @@ macro_rules! task_columns {
     () => {
         "id, user_id, model, provider, status, input, outputs, error, public, priority, attempts, \
          max_attempts, provider_task_id, progress, not_before, deadline_at, created_at, started_at, \
-         finished_at, updated_at, version, webhook_url"
+         finished_at, updated_at, version, webhook_url, billing"
     };
 }
 pub(crate) use task_columns;
@@ -128,6 +128,7 @@ pub(crate) fn task_args(t: &Task) -> Vec<Arg> {
         t.updated_at,
         t.version,
         t.webhook_url.clone(),
+        t.billing.as_ref().map(json),
     ]
 }
 
@@ -214,6 +215,10 @@ pub(crate) fn task_from<R: Columns>(r: &R) -> Result<Task, R::Error> {
         updated_at: r.int(19)?,
         version: r.int(20)?,
         webhook_url: r.opt_text(21)?,
+        billing: r
+            .opt_text(22)?
+            .map(|b| from_json::<Billing, R>(&b, "billing"))
+            .transpose()?,
     })
 }
 
@@ -239,6 +244,7 @@ pub(crate) fn caller_from<R: Columns>(r: &R) -> Result<Caller, R::Error> {
         user_id: k.user_id,
         user_name: k.user_name,
         role: k.role,
+        token: None,
     })
 }
 

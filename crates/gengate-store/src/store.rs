@@ -7,6 +7,8 @@ use async_trait::async_trait;
 use gengate_core::task::NewTask;
 use gengate_core::{Role, Status, Task, TaskId, UserId};
 
+use crate::accounts::Accounts;
+
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -26,6 +28,10 @@ pub enum StoreError {
     /// The store URL or its options are wrong.
     #[error("invalid store configuration: {0}")]
     Config(String),
+    /// A create the user's credits or limits do not allow; nothing was
+    /// stored.
+    #[error("refused: {0:?}")]
+    Refused(gengate_core::Refusal),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -37,6 +43,40 @@ pub struct Caller {
     pub user_id: UserId,
     pub user_name: String,
     pub role: Role,
+    /// `Some` for a browser token: read-only and, when it names a task,
+    /// limited to that task.
+    pub token: Option<TokenScope>,
+}
+
+/// What a browser token was issued for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenScope {
+    /// The one task it may read, if it names one.
+    pub task_id: Option<TaskId>,
+    /// When it stops being accepted (Unix ms).
+    pub expires_at: i64,
+}
+
+impl Caller {
+    /// Whether this caller may read task `id` of user `owner`: their own
+    /// (and, with a task token, only that task), or any as an admin.
+    pub fn may_read(&self, owner: UserId, id: &str) -> bool {
+        if self.role == Role::Admin {
+            return true;
+        }
+        owner == self.user_id
+            && self
+                .token
+                .as_ref()
+                .and_then(|t| t.task_id.as_deref())
+                .is_none_or(|only| only == id)
+    }
+
+    /// Whether this caller may see more than one task (not a token for a
+    /// single task).
+    pub fn may_list(&self) -> bool {
+        self.token.as_ref().is_none_or(|t| t.task_id.is_none())
+    }
 }
 
 /// An API key as listed (never the key itself).
@@ -76,6 +116,11 @@ pub struct ListQuery {
     pub user_id: Option<UserId>,
     pub status: Option<Status>,
     pub model: Option<String>,
+    /// Only tasks of this provider entry.
+    pub provider: Option<String>,
+    /// Only tasks created at or after, and before, these times (Unix ms).
+    pub created_from: Option<i64>,
+    pub created_to: Option<i64>,
     /// Only public, succeeded tasks (the gallery).
     pub gallery: bool,
     /// Only tasks with ids below this one (the cursor).
@@ -224,6 +269,9 @@ pub trait Store: Send + Sync + 'static {
         prefix: &str,
         now: i64,
     ) -> Result<KeyInfo>;
+    /// The id of the user named `name`, created at `now` if there is none
+    /// yet (an app's end user, the first time its service key names it).
+    async fn user_named(&self, name: &str, now: i64) -> Result<UserId>;
     /// The live (not revoked) key with this hash.
     async fn find_key(&self, key_hash: &str) -> Result<Option<Caller>>;
     async fn list_keys(&self) -> Result<Vec<KeyInfo>>;
@@ -232,10 +280,15 @@ pub trait Store: Send + Sync + 'static {
     async fn count_keys(&self) -> Result<u64>;
 
     /// Stores a new task, durably, before returning. With an idempotency key,
-    /// a replay of the same request returns the task the first one made.
+    /// a replay of the same request returns the task the first one made
+    /// (and is not counted again). Otherwise, in the same transaction, the
+    /// owner's limits (`task.limits` unless an admin set their own) are
+    /// checked and counted and the task's price is held: taken from the
+    /// balance and written to the ledger.
     ///
     /// # Errors
-    /// [`StoreError::IdempotencyMismatch`] when the key was used with another body.
+    /// [`StoreError::IdempotencyMismatch`] when the key was used with another
+    /// body; [`StoreError::Refused`] when the credits or limits do not allow it.
     async fn create_task(
         &self,
         task: NewTask,
@@ -246,6 +299,9 @@ pub trait Store: Send + Sync + 'static {
     /// Writes `task` if the stored version is still `task.version - 1` and,
     /// on a shared store, `fence` allows it. Returns `false` (and writes
     /// nothing) if someone else changed it first or this node lost its lease.
+    /// The first write of a final state also ends the task's hold (settled
+    /// or refunded, in the ledger) and frees its place among the owner's
+    /// tasks, in the same transaction.
     async fn update_task(&self, task: &Task, fence: Fence) -> Result<bool>;
     /// Every task not yet in a terminal state (recovery at start).
     async fn active_tasks(&self) -> Result<Vec<Task>>;
@@ -291,6 +347,10 @@ pub trait Store: Send + Sync + 'static {
         let _ = (now, held);
         Ok(0)
     }
+    /// The tasks this node holds a lease on, expired or not, by id.
+    async fn leased_here(&self) -> Result<Vec<TaskId>> {
+        Ok(Vec::new())
+    }
     /// Ends every lease this node holds at once (after it stalled past a
     /// heartbeat and no longer knows which of its leases are still good):
     /// its tasks are taken over right away, by any node.
@@ -327,6 +387,9 @@ pub trait Store: Send + Sync + 'static {
     }
     /// Engine, schema and sizing facts for `gengate doctor`.
     async fn facts(&self) -> Result<DbFacts>;
+
+    /// Users' accounts, the ledger, the audit trail and shared settings.
+    fn accounts(&self) -> &dyn Accounts;
 
     /// The user's webhook signing secret, set to `candidate` if it has none.
     async fn webhook_secret(&self, user_id: UserId, candidate: &str) -> Result<String>;

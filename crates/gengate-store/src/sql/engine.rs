@@ -28,6 +28,8 @@ pub(crate) trait Engine: Database<Row: Columns<Error = sqlx::Error>> {
     const DB_NOW: &'static str;
     /// Appended to a `SELECT` to hold read locks on its rows until commit.
     const SHARE_LOCK: &'static str;
+    /// The type a `CAST` makes a 64-bit integer with (a `SUM` is wider).
+    const INT_CAST: &'static str;
     /// The schema this build knows, one script per version.
     const MIGRATIONS: &'static [(i64, &'static str)];
     /// The schema (database) that `schema_migrations` lives in.

@@ -15,6 +15,7 @@
 //!
 //! [`Store`]: crate::Store
 
+mod accounts;
 mod bind;
 mod engine;
 mod error;

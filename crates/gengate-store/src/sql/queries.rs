@@ -15,7 +15,7 @@ use crate::store::{Change, Fence, ListQuery, holds_lease};
 pub(super) const INSERT_TASK: &str = concat!(
     "INSERT INTO tasks (",
     task_columns!(),
-    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 );
 pub(super) const TASK_BY_ID: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = ?");
 pub(super) const ACTIVE_TASKS: &str = concat!(

@@ -6,11 +6,12 @@
 
 use async_trait::async_trait;
 use gengate_core::task::NewTask;
-use gengate_core::{Role, Task, TaskId};
+use gengate_core::{Role, Task, TaskId, UserId};
 use sqlx::Database;
 use sqlx::pool::PoolOptions;
 use tokio::sync::mpsc;
 
+use super::accounts::grant_in;
 use super::engine::Engine;
 use super::error::{TRIES, db_err, pause, retryable};
 use super::migrate::{latest, migrate_with, newer_schema, schema_version};
@@ -20,7 +21,12 @@ use super::queries::{
 };
 use super::writes::{
     Creation, claim_deliveries_in, claim_in, create_in, create_key_in, delete_in, take_over_in,
-    update_in, webhook_secret_in,
+    update_in, user_in, webhook_secret_in,
+};
+use crate::accounts::{
+    self, ACCOUNT_COLUMNS, AUDIT_COLUMNS, Account, AccountPatch, Accounts, AuditEntry, Drift,
+    LEDGER_COLUMNS, LedgerEntry, account_from, audit_from, drift_from, drift_sql, ledger_from,
+    patch_statement, spending_sql,
 };
 use crate::rows::{
     Arg, Columns, KEY_SELECT, args, caller_from, change_from, delivery_from, key_from, node_from,
@@ -209,6 +215,19 @@ impl<E: Engine> Store for SqlStore<E> {
         })
     }
 
+    async fn user_named(&self, name: &str, now: i64) -> Result<UserId> {
+        // Known users (nearly every call) cost a read, not a transaction.
+        let known = self
+            .read("SELECT id FROM users WHERE name = ?", args![name], |r| {
+                r.int(0)
+            })
+            .await?;
+        match known.first() {
+            Some(&id) => Ok(id),
+            None => in_tx!(self, |c| user_in::<E>(c, name, now)),
+        }
+    }
+
     async fn find_key(&self, key_hash: &str) -> Result<Option<Caller>> {
         let mut c = self.pool.acquire().await?;
         let sql = format!("{KEY_SELECT} WHERE k.key_hash = ? AND k.revoked_at IS NULL");
@@ -265,6 +284,10 @@ impl<E: Engine> Store for SqlStore<E> {
                 Ok(Creation::Mismatch) => {
                     let _ = tx.rollback().await;
                     return Err(StoreError::IdempotencyMismatch);
+                }
+                Ok(Creation::Refused(why)) => {
+                    let _ = tx.rollback().await;
+                    return Err(StoreError::Refused(why));
                 }
                 Ok(Creation::Changed) if !last => {}
                 Ok(Creation::Changed) => {
@@ -379,14 +402,17 @@ impl<E: Engine> Store for SqlStore<E> {
         .await
     }
 
+    async fn leased_here(&self) -> Result<Vec<TaskId>> {
+        self.read(
+            &format!("SELECT id FROM tasks WHERE {LEASED} AND lease_owner = ? ORDER BY id"),
+            args![self.node_id.as_str()],
+            |r| r.text(0),
+        )
+        .await
+    }
+
     async fn release_leases(&self) -> Result<u64> {
-        let ids = self
-            .read(
-                &format!("SELECT id FROM tasks WHERE {LEASED} AND lease_owner = ? ORDER BY id"),
-                args![self.node_id.as_str()],
-                |r| r.text(0),
-            )
-            .await?;
+        let ids = self.leased_here().await?;
         self.update_leases_by_id(&ids, "lease_until = 0", "", args![])
             .await
     }
@@ -459,6 +485,10 @@ impl<E: Engine> Store for SqlStore<E> {
         in_tx!(self, |c| webhook_secret_in::<E>(c, user_id, candidate))
     }
 
+    fn accounts(&self) -> &dyn Accounts {
+        self
+    }
+
     async fn due_deliveries(&self, now: i64, limit: u32) -> Result<Vec<Delivery>> {
         // Every node sends from the same outbox: what one node reads is
         // claimed (its next attempt moved out by DELIVERY_CLAIM_MS) in the
@@ -488,5 +518,133 @@ impl<E: Engine> Store for SqlStore<E> {
     async fn task_deliveries(&self, task_id: &str) -> Result<Vec<Delivery>> {
         self.read(TASK_DELIVERIES, args![E::lookup(task_id)], delivery_from)
             .await
+    }
+}
+
+#[async_trait]
+impl<E: Engine> Accounts for SqlStore<E> {
+    async fn account(&self, user_id: UserId) -> Result<Option<Account>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE id = ?");
+        Ok(self.read(&sql, args![user_id], account_from).await?.pop())
+    }
+
+    async fn account_named(&self, name: &str) -> Result<Option<Account>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE name = ?");
+        Ok(self.read(&sql, args![name], account_from).await?.pop())
+    }
+
+    async fn accounts(&self, after: Option<UserId>, limit: u32) -> Result<Vec<Account>> {
+        let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE id > ? ORDER BY id LIMIT ?");
+        self.read(&sql, args![after.unwrap_or(0), limit], account_from)
+            .await
+    }
+
+    async fn patch_account(&self, user_id: UserId, patch: &AccountPatch) -> Result<bool> {
+        match patch_statement(patch, user_id) {
+            // MySQL counts only rows it changed: look the user up instead.
+            Some((sql, args)) => {
+                self.exec(&sql, args).await?;
+                Ok(self.account(user_id).await?.is_some())
+            }
+            None => Ok(self.account(user_id).await?.is_some()),
+        }
+    }
+
+    async fn grant(
+        &self,
+        user_id: UserId,
+        amount: i64,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<LedgerEntry> {
+        in_tx!(self, |c| grant_in::<E>(
+            c, user_id, amount, reason, actor, now
+        ))?
+        .ok_or_else(|| StoreError::Conflict {
+            constraint: "balance".into(),
+        })
+    }
+
+    async fn ledger(
+        &self,
+        user_id: Option<UserId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>> {
+        let mut filter = Vec::new();
+        let mut values = Vec::new();
+        if let Some(u) = user_id {
+            filter.push("user_id = ?");
+            values.push(Arg::Int(u));
+        }
+        if let Some(b) = before {
+            filter.push("id < ?");
+            values.push(Arg::Int(b));
+        }
+        let filter = if filter.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", filter.join(" AND "))
+        };
+        values.push(Arg::from(limit));
+        let sql = format!("SELECT {LEDGER_COLUMNS} FROM ledger {filter} ORDER BY id DESC LIMIT ?");
+        self.read(&sql, values, ledger_from).await
+    }
+
+    async fn ledger_drift(&self) -> Result<Vec<Drift>> {
+        self.read(&drift_sql(E::INT_CAST), args![], drift_from)
+            .await
+    }
+
+    async fn record_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<()> {
+        let row = args![actor, action, target, detail, now];
+        self.exec(accounts::sql::INSERT_AUDIT, row).await.map(drop)
+    }
+
+    async fn audit(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>> {
+        let sql =
+            format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE id < ? ORDER BY id DESC LIMIT ?");
+        self.read(&sql, args![before.unwrap_or(i64::MAX), limit], audit_from)
+            .await
+    }
+
+    async fn provider_spending(&self, provider: &str, since: i64) -> Result<i64> {
+        let sql = spending_sql(E::INT_CAST);
+        let spent = self
+            .read(&sql, args![provider, since], |r| r.int(0))
+            .await?;
+        Ok(spent.first().copied().unwrap_or(0))
+    }
+
+    async fn setting(&self, name: &str, init: Option<&str>) -> Result<Option<String>> {
+        let read = "SELECT value FROM settings WHERE name = ?";
+        if let Some(init) = init {
+            let insert = E::insert_ignore("settings (name, value) VALUES (?, ?)");
+            self.exec(&insert, args![name, init]).await?;
+        }
+        Ok(self.read(read, args![name], |r| r.text(0)).await?.pop())
+    }
+
+    async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<()> {
+        in_tx!(self, |c| async move {
+            E::exec(c, "DELETE FROM settings WHERE name = ?", args![name]).await?;
+            if let Some(v) = value {
+                E::exec(
+                    c,
+                    "INSERT INTO settings (name, value) VALUES (?, ?)",
+                    args![name, v],
+                )
+                .await?;
+            }
+            Ok::<_, sqlx::Error>(())
+        })
     }
 }

@@ -29,6 +29,9 @@ pub(super) async fn update_in<E: Engine>(
     if E::exec(c, &sql, args).await? != 1 {
         return Ok(false);
     }
+    if t.status.is_terminal() {
+        super::accounts::close_in::<E>(c, t).await?;
+    }
     if t.status.is_terminal()
         && let Some(url) = &t.webhook_url
     {
@@ -62,6 +65,8 @@ pub(super) enum Creation {
     /// The key's record changed between two statements (purged, deleted,
     /// or taken over by another request): try again.
     Changed,
+    /// The user's credits or limits do not allow it.
+    Refused(gengate_core::Refusal),
 }
 
 /// One try at a create, in the caller's transaction. The idempotency record
@@ -135,6 +140,9 @@ pub(super) async fn create_in<E: Engine>(
             }
         }
     }
+    if let Err(why) = super::accounts::admit_in::<E>(c, &task, new.limits).await? {
+        return Ok(Creation::Refused(why));
+    }
     E::exec(c, INSERT_TASK, task_args(&task)).await?;
     E::notify(c, &change_of(&task, None)).await?;
     Ok(Creation::Done(Box::new(Created {
@@ -153,13 +161,7 @@ pub(super) async fn create_key_in<E: Engine>(
     prefix: &str,
     now: i64,
 ) -> sqlx::Result<(i64, i64)> {
-    E::exec(
-        c,
-        &E::insert_ignore("users (name, created_at) VALUES (?, ?)"),
-        args![user_name, now],
-    )
-    .await?;
-    let user_id = scalar::<E>(c, "SELECT id FROM users WHERE name = ?", args![user_name]).await?;
+    let user_id = user_in::<E>(c, user_name, now).await?;
     let id = E::insert_id(
         c,
         "INSERT INTO api_keys (user_id, prefix, key_hash, role, created_at) VALUES (?, ?, ?, ?, ?)",
@@ -167,6 +169,22 @@ pub(super) async fn create_key_in<E: Engine>(
     )
     .await?;
     Ok((id, user_id))
+}
+
+/// The id of the user named `name`, created at `now` if needed, in the
+/// caller's transaction.
+pub(super) async fn user_in<E: Engine>(
+    c: &mut E::Connection,
+    name: &str,
+    now: i64,
+) -> sqlx::Result<i64> {
+    E::exec(
+        c,
+        &E::insert_ignore("users (name, created_at) VALUES (?, ?)"),
+        args![name, now],
+    )
+    .await?;
+    scalar::<E>(c, "SELECT id FROM users WHERE name = ?", args![name]).await
 }
 
 /// Deletes a finished task with its deliveries and idempotency record, in

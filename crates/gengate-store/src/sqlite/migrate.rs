@@ -11,6 +11,11 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../../migrations/sqlite/0001_init.sql")),
     (2, include_str!("../../migrations/sqlite/0002_webhooks.sql")),
     (3, include_str!("../../migrations/sqlite/0003_storing.sql")),
+    (
+        4,
+        include_str!("../../migrations/sqlite/0004_service_role.sql"),
+    ),
+    (5, include_str!("../../migrations/sqlite/0005_credits.sql")),
 ];
 
 /// Applies the migrations `conn`'s database has not had yet, each in a

@@ -9,6 +9,7 @@
 //! the crate's `rows.rs`), `error` and `store` (the [`Store`](crate::Store)
 //! implementation).
 
+mod accounts;
 mod conn;
 mod error;
 mod migrate;

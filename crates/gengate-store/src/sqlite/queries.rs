@@ -16,7 +16,7 @@ pub(super) const INSERT_TASK: &str = concat!(
     "INSERT INTO tasks (",
     task_columns!(),
     ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
-     ?19, ?20, ?21, ?22)"
+     ?19, ?20, ?21, ?22, ?23)"
 );
 /// The conditional write of a task: only over the version its writer read.
 pub(super) const UPDATE_TASK: &str = concat!(

@@ -4,9 +4,10 @@
 
 use async_trait::async_trait;
 use gengate_core::task::NewTask;
-use gengate_core::{Role, Task};
+use gengate_core::{Role, Task, UserId};
 use rusqlite::params;
 
+use super::accounts::{account_in, admit_in, close_in, grant_in, ledger_in, patch_in};
 use super::conn::SqliteStore;
 use super::error::db_err;
 use super::migrate::MIGRATIONS;
@@ -16,6 +17,10 @@ use super::queries::{
     list_sql, task_by_id,
 };
 use super::rows::{all, first};
+use crate::accounts::{
+    self, ACCOUNT_COLUMNS, AUDIT_COLUMNS, Account, AccountPatch, Accounts, AuditEntry, Drift,
+    LedgerEntry, account_from, audit_from, drift_from, drift_sql, spending_sql,
+};
 use crate::rows::{
     KEY_SELECT, args, caller_from, change_from, delivery_from, key_from, status_count_from,
     task_args, task_from, task_update_args,
@@ -72,6 +77,34 @@ impl Store for SqliteStore {
                 created_at: now,
                 revoked_at: None,
             })
+        })
+        .await
+    }
+
+    async fn user_named(&self, name: &str, now: i64) -> Result<UserId> {
+        let owned = name.to_owned();
+        // Known users (nearly every call) cost a read, not a write.
+        let known = self
+            .read(move |c| {
+                first(c, "SELECT id FROM users WHERE name = ?1", [&owned], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .await?;
+        if let Some(id) = known {
+            return Ok(id);
+        }
+        let name = name.to_owned();
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO users (name, created_at) VALUES (?1, ?2)",
+                params![name, now],
+            )
+            .map_err(db_err)?;
+            c.query_row("SELECT id FROM users WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })
+            .map_err(db_err)
         })
         .await
     }
@@ -153,7 +186,9 @@ impl Store for SqliteStore {
                     None => {}
                 }
             }
+            let limits = new.limits;
             let task = new.into_task();
+            admit_in(c, &task, limits)?;
             c.prepare_cached(INSERT_TASK)
                 .and_then(|mut st| st.execute(rusqlite::params_from_iter(task_args(&task))))
                 .map_err(db_err)?;
@@ -219,9 +254,16 @@ impl Store for SqliteStore {
                     })
                     .map_err(db_err)?;
             }
+            if n == 1 && t.status.is_terminal() {
+                close_in(c, &t)?;
+            }
             Ok(n == 1)
         })
         .await
+    }
+
+    fn accounts(&self) -> &dyn Accounts {
+        self
     }
 
     async fn webhook_secret(&self, user_id: i64, candidate: &str) -> Result<String> {
@@ -342,6 +384,153 @@ impl Store for SqliteStore {
                 )
                 .map_err(db_err)?;
             Ok(n as u64)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Accounts for SqliteStore {
+    async fn account(&self, user_id: UserId) -> Result<Option<Account>> {
+        self.read(move |c| account_in(c, user_id)).await
+    }
+
+    async fn account_named(&self, name: &str) -> Result<Option<Account>> {
+        let name = name.to_owned();
+        self.read(move |c| {
+            let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE name = ?1");
+            first(c, &sql, [name], |r| account_from(r))
+        })
+        .await
+    }
+
+    async fn accounts(&self, after: Option<UserId>, limit: u32) -> Result<Vec<Account>> {
+        self.read(move |c| {
+            let sql =
+                format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE id > ?1 ORDER BY id LIMIT ?2");
+            all(c, &sql, params![after.unwrap_or(0), limit], |r| {
+                account_from(r)
+            })
+        })
+        .await
+    }
+
+    async fn patch_account(&self, user_id: UserId, patch: &AccountPatch) -> Result<bool> {
+        let patch = patch.clone();
+        self.write(move |c| patch_in(c, user_id, &patch)).await
+    }
+
+    async fn grant(
+        &self,
+        user_id: UserId,
+        amount: i64,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<LedgerEntry> {
+        let (reason, actor) = (reason.to_owned(), actor.to_owned());
+        self.write(move |c| grant_in(c, user_id, amount, &reason, &actor, now))
+            .await
+    }
+
+    async fn ledger(
+        &self,
+        user_id: Option<UserId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>> {
+        self.read(move |c| ledger_in(c, user_id, before, limit))
+            .await
+    }
+
+    async fn ledger_drift(&self) -> Result<Vec<Drift>> {
+        self.read(|c| all(c, &drift_sql("BIGINT"), [], |r| drift_from(r)))
+            .await
+    }
+
+    async fn record_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<()> {
+        let row = args![actor, action, target, detail, now];
+        self.write(move |c| {
+            c.prepare_cached(accounts::sql::INSERT_AUDIT)
+                .and_then(|mut st| st.execute(rusqlite::params_from_iter(row)))
+                .map_err(db_err)
+                .map(drop)
+        })
+        .await
+    }
+
+    async fn audit(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>> {
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT {AUDIT_COLUMNS} FROM audit WHERE (?1 IS NULL OR id < ?1) \
+                 ORDER BY id DESC LIMIT ?2"
+            );
+            all(c, &sql, params![before, limit], |r| audit_from(r))
+        })
+        .await
+    }
+
+    async fn provider_spending(&self, provider: &str, since: i64) -> Result<i64> {
+        let provider = provider.to_owned();
+        self.read(move |c| {
+            c.query_row(&spending_sql("BIGINT"), params![provider, since], |r| {
+                r.get(0)
+            })
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn setting(&self, name: &str, init: Option<&str>) -> Result<Option<String>> {
+        let name = name.to_owned();
+        let Some(init) = init.map(str::to_owned) else {
+            return self
+                .read(move |c| {
+                    first(
+                        c,
+                        "SELECT value FROM settings WHERE name = ?1",
+                        [name],
+                        |r| r.get(0),
+                    )
+                })
+                .await;
+        };
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO settings (name, value) VALUES (?1, ?2)",
+                params![name, init],
+            )
+            .map_err(db_err)?;
+            first(
+                c,
+                "SELECT value FROM settings WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+        })
+        .await
+    }
+
+    async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<()> {
+        let (name, value) = (name.to_owned(), value.map(str::to_owned));
+        self.write(move |c| {
+            match value {
+                Some(v) => c.execute(
+                    "INSERT INTO settings (name, value) VALUES (?1, ?2) \
+                     ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                    params![name, v],
+                ),
+                None => c.execute("DELETE FROM settings WHERE name = ?1", [name]),
+            }
+            .map_err(db_err)
+            .map(drop)
         })
         .await
     }

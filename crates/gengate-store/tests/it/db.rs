@@ -81,7 +81,12 @@ pub(crate) async fn execute(kind: Kind, url: &str, sql: &str) {
             sqlx::Executor::execute(&mut c, sql).await.unwrap();
             c.close().await.unwrap();
         }
-        Kind::Sqlite => unreachable!("SQLite tests open their file directly"),
+        Kind::Sqlite => {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            let c = rusqlite::Connection::open(path).unwrap();
+            c.busy_timeout(std::time::Duration::from_secs(5)).unwrap();
+            c.execute_batch(sql).unwrap();
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`shared`] run on the shared backends only.
 
 mod db;
+mod money;
 mod shared;
 mod tls;
 
@@ -12,6 +13,11 @@ use db::Db;
 use gengate_core::task::NewTask;
 use gengate_core::{Event, Output, Role, Status, Task, TaskError, apply};
 use gengate_store::{Fence, IdempotencyKey, ListQuery, Store, StoreError};
+use money::{
+    a_balance_changed_behind_the_ledgers_back_is_found,
+    a_short_balance_or_a_full_cap_refuses_and_stores_nothing, concurrent_creates_never_overdraw,
+    credits_are_held_then_settled_or_refunded_once, grants_settings_and_the_audit_trail,
+};
 use serde_json::json;
 
 /// Generates one `#[tokio::test]` per backend for each check: the checks in
@@ -44,6 +50,7 @@ macro_rules! suite {
 suite! {
     all: [
         keys_are_created_found_listed_and_revoked,
+        service_keys_are_stored_and_end_users_made_once,
         updates_are_conditional_on_the_version,
         racing_writers_of_one_version_have_one_winner,
         a_reroute_stores_the_new_provider,
@@ -55,6 +62,11 @@ suite! {
         overdue_tasks_come_by_deadline_and_changes_by_time,
         lookups_of_ids_no_task_can_have_find_nothing,
         facts_name_the_engine_and_the_schema,
+        credits_are_held_then_settled_or_refunded_once,
+        a_short_balance_or_a_full_cap_refuses_and_stores_nothing,
+        concurrent_creates_never_overdraw,
+        grants_settings_and_the_audit_trail,
+        a_balance_changed_behind_the_ledgers_back_is_found,
     ],
     shared: [
         claims_never_exceed_the_limit_across_nodes,
@@ -70,6 +82,7 @@ suite! {
         pool_stats_count_acquisitions,
         busy_nodes_claim_renew_and_take_over_without_errors,
         a_due_delivery_goes_to_one_node_at_a_time,
+        concurrent_creates_on_three_nodes_share_one_balance,
     ],
 }
 
@@ -86,6 +99,8 @@ pub(crate) fn new_task(id_n: u128, user: i64, created_at: i64) -> NewTask {
         deadline_at: created_at + 60_000,
         created_at,
         webhook_url: None,
+        billing: None,
+        limits: Default::default(),
     }
 }
 
@@ -175,6 +190,39 @@ async fn keys_are_created_found_listed_and_revoked(db: Db) {
         ("gg_aaaa", 10)
     );
     assert_eq!(keys[2].revoked_at, None);
+}
+
+async fn service_keys_are_stored_and_end_users_made_once(db: Db) {
+    let store = db.open().await;
+    let shop = store
+        .create_key("shop", Role::Service, "hs", "gg_ssss", 10)
+        .await
+        .unwrap();
+    let found = store.find_key("hs").await.unwrap().unwrap();
+    assert_eq!(
+        (found.user_name.as_str(), found.role),
+        ("shop", Role::Service)
+    );
+    assert_eq!(store.list_keys().await.unwrap()[0].role, Role::Service);
+
+    let alice = store.user_named("shop/alice", 20).await.unwrap();
+    assert_eq!(store.user_named("shop/alice", 30).await.unwrap(), alice);
+    let bob = store.user_named("shop/bob", 40).await.unwrap();
+    assert_ne!(alice, bob);
+    assert_ne!(alice, shop.user_id);
+    assert_eq!(
+        store.user_named("shop", 50).await.unwrap(),
+        shop.user_id,
+        "a key's user is found by name too"
+    );
+    // Many requests naming a new end user at once make one user.
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let store = store.clone();
+        racers.spawn(async move { store.user_named("shop/carol", 60 + i).await.unwrap() });
+    }
+    let ids = racers.join_all().await;
+    assert!(ids.iter().all(|&id| id == ids[0]), "{ids:?}");
 }
 
 async fn updates_are_conditional_on_the_version(db: Db) {
@@ -725,6 +773,59 @@ async fn unknown_and_unreachable_store_urls_are_refused_clearly() {
         gengate_store::migrate("mysql://[bad", &opts).await,
         Err(StoreError::Config(_))
     ));
+}
+
+/// A database made before keys could have the role `service` keeps its keys
+/// and users through the migration that allows it (SQLite rebuilds the
+/// table to change its CHECK).
+#[tokio::test]
+async fn sqlite_keys_survive_the_service_role_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(concat!(
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            include_str!("../../migrations/sqlite/0002_webhooks.sql"),
+            include_str!("../../migrations/sqlite/0003_storing.sql"),
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL);
+             INSERT INTO schema_migrations VALUES (1, 0), (2, 0), (3, 0);
+             INSERT INTO users (id, name, created_at) VALUES (7, 'ann', 1);
+             INSERT INTO api_keys (id, user_id, prefix, key_hash, role, created_at, revoked_at)
+                 VALUES (3, 7, 'gg_aaaa', 'h1', 'admin', 2, NULL), (4, 7, 'gg_bbbb', 'h2', 'user', 3, 9);"
+        ))
+        .unwrap();
+        assert!(
+            conn.execute(
+                "INSERT INTO api_keys (user_id, prefix, key_hash, role, created_at) VALUES (7, 'p', 'h3', 'service', 4)",
+                []
+            )
+            .is_err(),
+            "schema 3 refuses the role"
+        );
+    }
+    let store = gengate_store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let ann = store.find_key("h1").await.unwrap().unwrap();
+    assert_eq!((ann.key_id, ann.user_id, ann.role), (3, 7, Role::Admin));
+    let keys = store.list_keys().await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!((keys[1].id, keys[1].revoked_at), (4, Some(9)));
+    let shop = store
+        .create_key("ann", Role::Service, "h3", "gg_cccc", 4)
+        .await
+        .unwrap();
+    assert_eq!((shop.id, shop.user_id), (5, 7));
+    assert!(
+        matches!(
+            store
+                .create_key("bob", Role::User, "h1", "gg_dddd", 5)
+                .await,
+            Err(StoreError::Conflict { .. })
+        ),
+        "key hashes are still unique"
+    );
 }
 
 /// The plans of the queries the API issues: each uses an index and none

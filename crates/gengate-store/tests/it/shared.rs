@@ -1,6 +1,7 @@
 //! Cluster checks: several store instances (nodes) on one database, as
 //! several gengate processes would share it.
 
+pub(crate) use crate::money::concurrent_creates_on_three_nodes_share_one_balance;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -280,6 +281,10 @@ pub(crate) async fn released_leases_are_taken_over_at_once_and_unlisted_ones_run
     queue(&**n1, u, 2, 1000).await;
     let claimed = n1.claim_tasks("sim", 10, 2, 10_000).await.unwrap();
     assert_eq!(claimed.len(), 2);
+    let mut ids: Vec<_> = claimed.iter().map(|t| t.id.clone()).collect();
+    ids.sort_unstable();
+    assert_eq!(n1.leased_here().await.unwrap(), ids);
+    assert!(n2.leased_here().await.unwrap().is_empty());
     assert!(
         n2.take_over(10).await.unwrap().is_empty(),
         "both leases live"
@@ -297,6 +302,7 @@ pub(crate) async fn released_leases_are_taken_over_at_once_and_unlisted_ones_run
         [&claimed[1].id],
         "a lease its node does not renew runs out"
     );
+    assert_eq!(n1.leased_here().await.unwrap(), [claimed[0].id.clone()]);
     assert_eq!(n1.release_leases().await.unwrap(), 1);
     let taken = n2.take_over(10).await.unwrap();
     assert_eq!(
@@ -304,6 +310,10 @@ pub(crate) async fn released_leases_are_taken_over_at_once_and_unlisted_ones_run
         [&claimed[0].id],
         "a released lease is taken over at once"
     );
+    assert!(n1.leased_here().await.unwrap().is_empty());
+    let mut ids: Vec<_> = claimed.iter().map(|t| t.id.clone()).collect();
+    ids.sort_unstable();
+    assert_eq!(n2.leased_here().await.unwrap(), ids);
 }
 
 pub(crate) async fn renewed_leases_outlive_their_ttl(db: Db) {
