@@ -102,6 +102,8 @@ pub(crate) fn demo_models() -> BTreeMap<String, ModelConfig> {
             endpoint: None,
             params: None,
             failover: None,
+            price: None,
+            refund_on: None,
         },
     );
     m.insert(
@@ -117,6 +119,8 @@ pub(crate) fn demo_models() -> BTreeMap<String, ModelConfig> {
             endpoint: None,
             params: None,
             failover: None,
+            price: None,
+            refund_on: None,
         },
     );
     m

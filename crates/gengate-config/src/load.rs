@@ -90,6 +90,11 @@ impl Config {
                     toml_to_json,
                 ),
                 failover: m.failover.clone(),
+                price: m.price.clone(),
+                refund_on: m.refund_on.as_ref().map_or_else(Default::default, |names| {
+                    gengate_core::RefundOn::from_names(names.iter().map(String::as_str))
+                        .expect("refund_on was validated")
+                }),
             })
             .collect()
     }

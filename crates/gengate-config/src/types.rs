@@ -71,6 +71,9 @@ pub struct ServerConfig {
     pub task_cache: usize,
     /// Recent task events kept so an event stream can resume (Last-Event-ID).
     pub event_replay: usize,
+    /// Web origins (`https://app.example.com`) whose pages may call the API
+    /// from the browser (CORS). Empty: none.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerConfig {
@@ -85,6 +88,7 @@ impl Default for ServerConfig {
             idle_timeout: Dur(Duration::from_secs(60)),
             task_cache: 100_000,
             event_replay: 16_384,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -144,14 +148,41 @@ impl Default for ClusterConfig {
     }
 }
 
-/// Per-user limits.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// Per-user limits, the defaults of every user (an admin may set a user's
+/// own through `PATCH /v1/admin/users/{user}`). 0 means no limit. Each is
+/// checked in the same transaction as the create, so they hold across
+/// nodes sharing a store and an idempotent replay never counts.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Tasks one user may create per minute (0: no limit). Counted in Redis
-    /// when `cluster.redis_url` is set, so the limit holds across nodes;
-    /// otherwise per node.
+    /// Tasks one user may have queued or running at once.
+    pub max_active: u32,
+    /// Tasks one user may create per minute: a token bucket holding a
+    /// minute's worth, refilled evenly.
     pub creates_per_minute: u32,
+    /// Tasks one user may create per UTC day.
+    pub tasks_per_day: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_active: 10,
+            creates_per_minute: 0,
+            tasks_per_day: 0,
+        }
+    }
+}
+
+impl LimitsConfig {
+    /// As the store checks them.
+    pub fn limits(&self) -> gengate_core::Limits {
+        gengate_core::Limits {
+            max_active: self.max_active,
+            creates_per_minute: self.creates_per_minute,
+            tasks_per_day: self.tasks_per_day,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -428,6 +459,11 @@ pub struct ProviderConfig {
     /// refused our credentials, before one task probes it again.
     #[serde(default = "default_account_pause")]
     pub account_pause: Dur,
+    /// Credits of tasks it may be sent per UTC day (the holds of the tasks
+    /// submitted to it); once reached, its tasks wait for the next day.
+    /// Counted across nodes. Unset: no cap.
+    #[serde(default)]
+    pub daily_credits: Option<i64>,
 }
 
 fn default_region() -> String {
@@ -496,6 +532,16 @@ pub struct ModelConfig {
     /// is open (same kind of provider: another account or region).
     #[serde(default)]
     pub failover: Option<String>,
+    /// What a task costs in credits: `10`, `{ per_output = 5 }` (optionally
+    /// `input = "n"`, the field giving how many outputs are asked for), or
+    /// `{ per_second = 2, input = "duration" }`. Fixed on each task when it
+    /// is created. Unset: free.
+    #[serde(default)]
+    pub price: Option<gengate_core::Price>,
+    /// Which endings give a task's credits back: any of `failure`,
+    /// `cancel`, `expiry`. Default: all three.
+    #[serde(default)]
+    pub refund_on: Option<Vec<String>>,
 }
 
 pub(crate) fn default_max_attempts() -> u32 {

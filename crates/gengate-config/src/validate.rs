@@ -28,6 +28,10 @@ impl Config {
         {
             self.models = demo_models();
         }
+        for (i, origin) in self.server.cors_origins.iter().enumerate() {
+            check_origin(origin)
+                .map_err(|why| invalid(format!("server.cors_origins[{i}]"), why))?;
+        }
         if self.store.pool_size == 0 {
             return Err(invalid("store.pool_size", "must be at least 1"));
         }
@@ -47,6 +51,12 @@ impl Config {
                 return Err(invalid(
                     format!("providers.{name}.concurrency"),
                     "must be at least 1",
+                ));
+            }
+            if p.daily_credits.is_some_and(|c| c < 0) {
+                return Err(invalid(
+                    format!("providers.{name}.daily_credits"),
+                    "must not be negative",
                 ));
             }
             if !(0.0..=1.0).contains(&p.fail_rate) {
@@ -112,6 +122,14 @@ impl Config {
                     format!("models.{name}.max_attempts"),
                     "must be at least 1",
                 ));
+            }
+            if let Some(names) = &m.refund_on {
+                gengate_core::RefundOn::from_names(names.iter().map(String::as_str))
+                    .map_err(|why| invalid(format!("models.{name}.refund_on"), why))?;
+            }
+            if let Some(price) = &m.price {
+                check_price(price, &m.input)
+                    .map_err(|why| invalid(format!("models.{name}.price"), why))?;
             }
             for (field, spec) in &m.input {
                 spec.check()
@@ -228,6 +246,46 @@ fn check_redis_url(text: &str) -> Result<(), String> {
     let db = url.path().trim_start_matches('/');
     if !db.is_empty() && db.parse::<u32>().is_err() {
         return Err(format!("{FORM}: the path is a database number, not {db:?}"));
+    }
+    Ok(())
+}
+
+/// A price is not negative and names only inputs the model has.
+fn check_price(
+    price: &gengate_core::Price,
+    input: &std::collections::BTreeMap<String, gengate_core::FieldSpec>,
+) -> Result<(), String> {
+    use gengate_core::Price;
+    let (amount, field) = match price {
+        Price::Flat(n) => (*n, None),
+        Price::PerOutput { per_output, input } => (*per_output, input.as_deref()),
+        Price::PerSecond { per_second, input } => (*per_second, Some(input.as_str())),
+    };
+    if amount < 0 {
+        return Err("must not be negative".into());
+    }
+    match field {
+        Some(f) if !input.contains_key(f) => Err(format!(
+            "prices by input.{f}, which is not an input of the model"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A web origin as browsers send it: `scheme://host[:port]`, nothing more.
+fn check_origin(origin: &str) -> Result<(), String> {
+    let bad = || {
+        format!(
+            "{origin:?} is not an origin like https://app.example.com (no path, no trailing slash)"
+        )
+    };
+    let (scheme, rest) = origin.split_once("://").ok_or_else(bad)?;
+    let host_ok = !rest.is_empty()
+        && rest
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.:[]".contains(c));
+    if !matches!(scheme, "http" | "https") || !host_ok {
+        return Err(bad());
     }
     Ok(())
 }
