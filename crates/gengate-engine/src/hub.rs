@@ -259,7 +259,10 @@ impl Hub {
         // after this point is labelled with the new generation.
         self.user_generation(task.user_id)
             .fetch_add(1, Ordering::AcqRel);
-        if task.public && task.status == gengate_core::Status::Succeeded {
+        // A gallery task, or a finished one changed since (taken out of the
+        // gallery by an admin: it may be on a cached gallery page).
+        let changed_after = task.finished_at.is_some_and(|f| task.updated_at > f);
+        if task.status == gengate_core::Status::Succeeded && (task.public || changed_after) {
             self.gallery_generation.fetch_add(1, Ordering::AcqRel);
         }
         let task = {
@@ -389,6 +392,8 @@ mod tests {
             deadline_at: 0,
             created_at: 0,
             webhook_url: None,
+            billing: None,
+            limits: Default::default(),
         }
         .into_task();
         t.version = version;

@@ -11,7 +11,6 @@
 //!   changes to event streams and long polls;
 //! - [`bus`]: the channel that carries changes between nodes, over
 //!   [`redis`], PostgreSQL's NOTIFY or a poll;
-//! - [`limits`]: per-user creation limits;
 //! - [`metrics`]: the counters `/metrics` shows;
 //! - [`clock`]: the time the dispatcher reads, injectable for tests.
 //!
@@ -22,7 +21,6 @@ pub mod bus;
 pub mod clock;
 pub mod dispatch;
 pub mod hub;
-pub mod limits;
 pub mod media;
 pub mod metrics;
 pub mod redis;

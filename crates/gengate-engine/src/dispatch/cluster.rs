@@ -98,7 +98,11 @@ impl Dispatcher {
                 // Slots are counted by the store across nodes; the gate only
                 // says whether the account takes work (and hands out the one
                 // probe of a blocked account).
-                let gate = st.health.gate(now, 0);
+                let gate = if st.controls.stopped(lane.daily_credits) {
+                    Gate::Closed
+                } else {
+                    st.health.gate(now, 0)
+                };
                 (gate, st.health.effective(), st.health.blocked_until(now))
             };
             let max = match gate {

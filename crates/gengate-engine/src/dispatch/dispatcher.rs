@@ -87,6 +87,11 @@ pub struct LaneStats {
     pub health: HealthView,
     /// Provider callbacks received and accepted.
     pub callbacks_received: u64,
+    /// Paused by an admin: its queued tasks wait.
+    pub paused: bool,
+    /// Credits of the tasks sent to it today (UTC), and its daily cap.
+    pub spent_today: i64,
+    pub daily_credits: Option<i64>,
 }
 
 /// The dispatcher handle. Cheap to clone.
@@ -116,6 +121,15 @@ impl Dispatcher {
         }
         self.inner.tracker.spawn(self.clone().deadline_loop());
         self.inner.tracker.spawn(self.clone().housekeeping_loop());
+        // Other nodes' pauses, and spending, are read from the store; a
+        // lone node without caps learns of its own pauses as they are made.
+        // A pause outlives a restart: read once at start in any case.
+        let capped = self.inner.lanes.values().any(|l| l.daily_credits.is_some());
+        if self.inner.store.shared() || capped {
+            self.inner.tracker.spawn(self.clone().controls_loop());
+        } else {
+            self.refresh_controls().await;
+        }
         // Heartbeats (on a shared store) go on through the shutdown grace,
         // while submissions and polls under way finish: a lease must not run
         // out under live work.
@@ -174,6 +188,9 @@ impl Dispatcher {
                     latency_seconds: st.latency_ewma.map(|l| (l * 100.0).round() / 100.0),
                     health: st.health.view(self.now()),
                     callbacks_received: st.callbacks,
+                    paused: st.controls.paused,
+                    spent_today: st.controls.spent_today,
+                    daily_credits: lane.daily_credits,
                 }
             })
             .collect();

@@ -25,6 +25,8 @@ pub struct LaneConfig {
     pub poll_rate: f64,
     /// Where the provider posts callbacks, when they are in use.
     pub callbacks: Option<CallbackTarget>,
+    /// Credits of tasks it may be sent per UTC day; then its tasks wait.
+    pub daily_credits: Option<i64>,
 }
 
 /// Where a provider's callbacks go and the key that makes their tokens.
@@ -115,6 +117,8 @@ pub(super) struct LaneState {
     pub(super) next_poll_slot: f64,
     /// Callbacks received (and accepted) for this provider.
     pub(super) callbacks: u64,
+    /// An admin's pause and the day's spending, as last read.
+    pub(super) controls: super::controls::Controls,
 }
 
 pub(super) struct Lane {
@@ -125,6 +129,7 @@ pub(super) struct Lane {
     /// Milliseconds between two status queries at least.
     pub(super) poll_gap_ms: f64,
     pub(super) callbacks: Option<CallbackTarget>,
+    pub(super) daily_credits: Option<i64>,
     pub(super) state: Mutex<LaneState>,
     /// Wakes the slot loop: a slot freed or a task was queued.
     pub(super) wake: Notify,

@@ -50,7 +50,10 @@ impl Dispatcher {
                     let now = self.now();
                     let in_flight = st.held.len();
                     // (Readiness first: the gate may hand out the one probe.)
-                    if !st.queue.has_ready(now) || st.health.gate(now, in_flight) == Gate::Closed {
+                    if !st.queue.has_ready(now)
+                        || st.controls.stopped(lane.daily_credits)
+                        || st.health.gate(now, in_flight) == Gate::Closed
+                    {
                         None
                     } else {
                         let e = st.queue.pop(now);

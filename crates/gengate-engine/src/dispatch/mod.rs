@@ -36,6 +36,7 @@
 
 mod callbacks;
 mod cluster;
+mod controls;
 mod copy;
 mod dispatcher;
 mod eta;

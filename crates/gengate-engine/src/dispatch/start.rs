@@ -51,6 +51,7 @@ impl Dispatcher {
                     resubmit_unknown: c.resubmit_unknown,
                     poll_gap_ms: 1000.0 / c.poll_rate.max(0.001),
                     callbacks,
+                    daily_credits: c.daily_credits,
                     state: Mutex::new(LaneState {
                         queue: FairQueue::default(),
                         held: HashSet::new(),
@@ -61,6 +62,7 @@ impl Dispatcher {
                         health: Health::new(limit, c.health),
                         next_poll_slot: 0.0,
                         callbacks: 0,
+                        controls: Default::default(),
                     }),
                     wake: Notify::new(),
                     follow_wake: Notify::new(),

@@ -73,6 +73,8 @@ fn model(deadline_ms: i64) -> ModelSpec {
         endpoint: None,
         params: serde_json::Value::Null,
         failover: None,
+        price: None,
+        refund_on: Default::default(),
     }
 }
 
@@ -126,6 +128,7 @@ async fn dispatcher(
         },
         poll_rate: 10.0,
         callbacks: None,
+        daily_credits: None,
     };
     let settings = Settings {
         poll_initial: Duration::from_secs(2),
@@ -177,6 +180,8 @@ async fn create(
                 deadline_at: now + spec.deadline_ms,
                 created_at: now,
                 webhook_url: None,
+                billing: None,
+                limits: Default::default(),
             },
             None,
         )

@@ -52,6 +52,9 @@ impl Store for Steady {
     ) -> Result<KeyInfo> {
         steady(self.0.create_key(user_name, role, key_hash, prefix, now)).await
     }
+    async fn user_named(&self, name: &str, now: i64) -> Result<UserId> {
+        steady(self.0.user_named(name, now)).await
+    }
     async fn find_key(&self, key_hash: &str) -> Result<Option<Caller>> {
         steady(self.0.find_key(key_hash)).await
     }
@@ -110,6 +113,9 @@ impl Store for Steady {
     async fn renew_leases(&self, now: i64, held: &[TaskId]) -> Result<u64> {
         steady(self.0.renew_leases(now, held)).await
     }
+    async fn leased_here(&self) -> Result<Vec<TaskId>> {
+        steady(self.0.leased_here()).await
+    }
     async fn release_leases(&self) -> Result<u64> {
         steady(self.0.release_leases()).await
     }
@@ -130,6 +136,9 @@ impl Store for Steady {
     }
     async fn facts(&self) -> Result<DbFacts> {
         steady(self.0.facts()).await
+    }
+    fn accounts(&self) -> &dyn gengate_store::Accounts {
+        self.0.accounts()
     }
     async fn webhook_secret(&self, user_id: UserId, candidate: &str) -> Result<String> {
         steady(self.0.webhook_secret(user_id, candidate)).await
