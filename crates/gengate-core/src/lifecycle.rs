@@ -46,6 +46,11 @@ pub enum Event {
     /// A queued task moves to another provider entry (failover while its
     /// provider's circuit is open).
     Reroute { provider: String },
+    /// An admin asks to copy again the outputs of a task that failed only
+    /// because they could not be copied (`output_copy_failed`): the
+    /// provider's result is still on the task. The one way out of a
+    /// terminal state.
+    Recopy,
 }
 
 impl Event {
@@ -62,6 +67,7 @@ impl Event {
             Event::Cancel => "cancel",
             Event::Expire => "expire",
             Event::Reroute { .. } => "reroute",
+            Event::Recopy => "recopy",
         }
     }
 
@@ -77,7 +83,8 @@ impl Event {
             | Event::Succeed { .. }
             | Event::Stored { .. }
             | Event::Fail { .. }
-            | Event::Defer { .. } => Fence::Lease,
+            | Event::Defer { .. }
+            | Event::Recopy => Fence::Lease,
             Event::Cancel | Event::Expire | Event::Reroute { .. } => Fence::Version,
         }
     }
@@ -173,6 +180,18 @@ pub fn apply(
             next.status = Status::Succeeded;
             next.outputs = outputs;
             next.finished_at = Some(now);
+        }
+        (Status::Failed, Event::Recopy)
+            if !task.outputs.is_empty()
+                && task
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.code == "output_copy_failed") =>
+        {
+            next.status = Status::Storing;
+            next.error = None;
+            next.finished_at = None;
+            effects.push(Effect::CopyOutputs);
         }
         (Status::Storing, Event::Fail { error, .. }) => {
             // Never retried at the provider: its work is done and paid for.
@@ -455,12 +474,15 @@ mod tests {
                 provider_task_id: id
             }),
             (-1.0f32..2.0).prop_map(|p| Event::Progress { progress: p }),
-            Just(Event::Succeed { outputs: vec![] }),
+            (0usize..2).prop_map(|n| Event::Succeed {
+                outputs: vec![crate::Output::new("https://p/x.png", "image/png"); n]
+            }),
             Just(Event::Stored { outputs: vec![] }),
-            (any::<bool>(), 0i64..1000).prop_map(|(r, at)| Event::Fail {
-                error: TaskError::new("x", "y", r),
+            (any::<bool>(), any::<bool>(), 0i64..1000).prop_map(|(r, copy, at)| Event::Fail {
+                error: TaskError::new(if copy { "output_copy_failed" } else { "x" }, "y", r),
                 retry_at: at
             }),
+            Just(Event::Recopy),
             (0i64..1000).prop_map(|nb| Event::Defer { not_before: nb }),
             Just(Event::Cancel),
             Just(Event::Expire),
@@ -478,6 +500,7 @@ mod tests {
                     | (Submitting, Running | Queued | Failed | Canceled)
                     | (Running, Storing | Failed | Queued | Canceled)
                     | (Storing, Succeeded | Failed | Canceled)
+                    | (Failed, Storing)
             )
     }
 
@@ -495,10 +518,17 @@ mod tests {
             for (step, event) in events.into_iter().enumerate() {
                 let now = step as i64 + 10;
                 let is_claim = event == Event::Claim;
+                let is_recopy = event == Event::Recopy;
                 match apply(&task, event, now) {
                     Ok((next, effects)) => {
                         prop_assert!(allowed(task.status, next.status), "{:?} -> {:?}", task.status, next.status);
-                        prop_assert!(!task.status.is_terminal());
+                        // Terminal states refuse all but an admin's recopy
+                        // of a result whose copy failed.
+                        prop_assert!(!task.status.is_terminal() || is_recopy);
+                        if is_recopy {
+                            prop_assert_eq!(task.error.as_ref().map(|e| e.code.as_str()), Some("output_copy_failed"));
+                            prop_assert!(!task.outputs.is_empty());
+                        }
                         if is_claim {
                             slots_held += 1;
                             submissions += 1;
@@ -531,7 +561,7 @@ mod tests {
                         task = next;
                     }
                     Err(_) => {
-                        // Refused events leave nothing changed; terminal states refuse all.
+                        // Refused events leave nothing changed.
                     }
                 }
                 prop_assert_eq!(slots_held, i32::from(task.status.holds_slot()));

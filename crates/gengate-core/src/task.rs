@@ -59,7 +59,8 @@ impl Status {
         Status::ALL.into_iter().find(|st| st.as_str() == s)
     }
 
-    /// Terminal states never change again.
+    /// Terminal states do not change again, but for an admin's recopy of a
+    /// failed copy (`Event::Recopy`).
     pub fn is_terminal(self) -> bool {
         matches!(self, Status::Succeeded | Status::Failed | Status::Canceled)
     }
