@@ -35,6 +35,8 @@ fn task(url: &str) -> Task {
         deadline_at: i64::MAX,
         created_at: 0,
         webhook_url: None,
+        billing: None,
+        limits: Default::default(),
     }
     .into_task();
     t.outputs = vec![Output::new(url, "video/mp4")];

@@ -29,6 +29,7 @@ use gengate_engine::metrics::Metrics;
 use gengate_engine::redis::Redis;
 use gengate_engine::webhooks::{self, Webhooks};
 
+use crate::service::accounts::AccountService;
 use crate::service::admin::AdminService;
 use crate::service::auth::AuthService;
 use crate::service::callbacks::CallbackService;
@@ -137,6 +138,7 @@ fn providers(
                 },
                 poll_rate: p.poll_rate,
                 callbacks,
+                daily_credits: p.daily_credits,
             },
         );
     }
@@ -354,20 +356,15 @@ pub fn build(
             .transpose()
             .context("cluster.redis_url")
     };
-    let mut tasks = TaskService::new(
+    let tasks = TaskService::new(
         store.clone(),
         hub.clone(),
         dispatcher.clone(),
         media,
         catalog,
         settings.idempotency_ttl,
-    );
-    if cfg.limits.creates_per_minute > 0 {
-        tasks = tasks.with_rate_limit(Arc::new(gengate_engine::limits::RateLimiter::new(
-            cfg.limits.creates_per_minute,
-            redis(Duration::from_millis(500))?,
-        )));
-    }
+    )
+    .with_limits(cfg.limits.limits());
     let w = &cfg.webhooks;
     let webhooks = Webhooks::new(
         store.clone(),
@@ -387,7 +384,10 @@ pub fn build(
             dispatcher.clone(),
             metrics.clone(),
             auth.clone(),
-        ),
+            tasks.clone(),
+        )
+        .with_limits(cfg.limits.limits()),
+        accounts: AccountService::new(store.clone(), auth.clone(), tasks.clone()),
         callbacks: CallbackService::new(dispatcher.clone(), metrics.clone()),
         webhooks: WebhookService::new(webhooks.clone(), store.clone(), tasks.clone()),
         tasks,
@@ -396,6 +396,7 @@ pub fn build(
         media_dir: cfg.media_dir(),
         body_limit: cfg.server.body_limit.0 as usize,
         request_timeout: cfg.server.request_timeout.0,
+        cors_origins: cfg.server.cors_origins.clone(),
     });
     Ok(Server {
         app,

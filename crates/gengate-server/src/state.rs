@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use gengate_engine::metrics::Metrics;
 
+use crate::service::accounts::AccountService;
 use crate::service::admin::AdminService;
 use crate::service::auth::AuthService;
 use crate::service::callbacks::CallbackService;
@@ -38,6 +39,7 @@ pub struct AppState {
     pub tasks: TaskService,
     pub events: EventService,
     pub admin: AdminService,
+    pub accounts: AccountService,
     pub callbacks: CallbackService,
     pub webhooks: WebhookService,
     pub auth: AuthService,
@@ -49,4 +51,6 @@ pub struct AppState {
     /// How long a request may take (a long poll adds its wait; event
     /// streams have no limit).
     pub request_timeout: Duration,
+    /// Web origins allowed to call the API from a browser.
+    pub cors_origins: Vec<String>,
 }

@@ -21,6 +21,11 @@ pub struct ApiError {
     pub internal: Option<anyhow::Error>,
     /// Seconds to wait, sent as `Retry-After`.
     pub retry_after: Option<u64>,
+    /// The `RateLimit-Policy` and `RateLimit` headers of a limit hit
+    /// (draft-ietf-httpapi-ratelimit-headers).
+    pub rate_limit: Option<Box<(String, String)>>,
+    /// The balance and price of a create refused for its credits.
+    pub credits: Option<Box<(i64, i64)>>,
 }
 
 /// The error body.
@@ -37,6 +42,11 @@ pub struct ErrorDetail {
     /// The request field at fault, when there is one (e.g. `input.prompt`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// With `insufficient_credits`: the balance, and what the task costs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub balance: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub price: Option<i64>,
 }
 
 impl ApiError {
@@ -48,6 +58,8 @@ impl ApiError {
             field: None,
             internal: None,
             retry_after: None,
+            rate_limit: None,
+            credits: None,
         }
     }
 
@@ -101,15 +113,73 @@ impl From<ServiceError> for ApiError {
                 ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
             }
             ServiceError::Forbidden => ApiError::new(StatusCode::FORBIDDEN, "forbidden", message),
-            ServiceError::RateLimited { retry_after } => ApiError {
-                retry_after: Some(retry_after),
-                ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
-            },
+            ServiceError::TokenScope(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "token_scope", message)
+            }
+            ServiceError::Refused(why) => refused(&why, message),
             ServiceError::Store(gengate_store::StoreError::Unavailable(m)) => {
                 tracing::error!(error = %m, "store unavailable");
                 ApiError::unavailable("the store is unavailable; retry shortly")
             }
             ServiceError::Store(other) => ApiError::internal(other),
+        }
+    }
+}
+
+/// A create refused by the user's limits or credits: `402` with the
+/// balance, `403` for a disabled user, otherwise `429` with `Retry-After`
+/// and the `RateLimit-Policy` / `RateLimit` headers naming the limit hit.
+fn refused(why: &gengate_core::Refusal, message: String) -> ApiError {
+    use gengate_core::Refusal;
+    let limited = |policy: String, left: String, wait: u64| ApiError {
+        retry_after: Some(wait),
+        rate_limit: Some(Box::new((policy, left))),
+        ..ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            message.clone(),
+        )
+    };
+    match *why {
+        Refusal::Disabled => ApiError::new(StatusCode::FORBIDDEN, "user_disabled", message),
+        Refusal::InsufficientCredits { balance, price } => ApiError {
+            credits: Some(Box::new((balance, price))),
+            ..ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credits",
+                message,
+            )
+        },
+        // A slot frees when a task finishes: no time is known, so clients
+        // are told to look again in a few seconds.
+        Refusal::TooManyActive { limit } => ApiError {
+            code: "too_many_active_tasks",
+            ..limited(format!("\"active\";q={limit}"), "\"active\";r=0".into(), 5)
+        },
+        Refusal::RateLimited {
+            limit,
+            retry_after_ms,
+        } => {
+            let t = crate::service::secs(retry_after_ms);
+            limited(
+                format!("\"minute\";q={limit};w=60"),
+                format!("\"minute\";r=0;t={t}"),
+                t,
+            )
+        }
+        Refusal::DailyLimit {
+            limit,
+            retry_after_ms,
+        } => {
+            let t = crate::service::secs(retry_after_ms);
+            ApiError {
+                code: "daily_limit",
+                ..limited(
+                    format!("\"day\";q={limit};w=86400"),
+                    format!("\"day\";r=0;t={t}"),
+                    t,
+                )
+            }
         }
     }
 }
@@ -125,12 +195,20 @@ impl IntoResponse for ApiError {
                 code: self.code.to_owned(),
                 message: self.message,
                 field: self.field,
+                balance: self.credits.as_deref().map(|c| c.0),
+                price: self.credits.as_deref().map(|c| c.1),
             },
         };
         let mut resp = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some((policy, left)) = self.rate_limit.as_deref()
+            && let (Ok(p), Ok(l)) = (HeaderValue::from_str(policy), HeaderValue::from_str(left))
+        {
+            resp.headers_mut().insert("ratelimit-policy", p);
+            resp.headers_mut().insert("ratelimit", l);
         }
         if let Some(secs) = self.retry_after {
             resp.headers_mut()

@@ -86,7 +86,7 @@ pub(super) async fn task_events(
     {
         // Tells EventSource to stop reconnecting.
         TaskFeed::Finished => Ok(StatusCode::NO_CONTENT.into_response()),
-        TaskFeed::Live(feed) => Ok(stream(feed)),
+        TaskFeed::Live(feed) => Ok(stream(*feed)),
     }
 }
 
@@ -96,12 +96,13 @@ pub(super) async fn task_events(
 #[utoipa::path(get, path = "/v1/events", tag = "tasks",
     params(("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
     responses((status = 200, description = "text/event-stream of `task` and `reset` events", content_type = "text/event-stream"),
-              (status = 401, body = ErrorBody)),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
 pub(super) async fn user_events(
     State(app): State<App>,
     caller: Caller,
     headers: HeaderMap,
-) -> Response {
-    stream(app.events.user(&caller, last_event_id(&headers)))
+) -> Result<Response, ApiError> {
+    crate::service::may_list(&caller)?;
+    Ok(stream(app.events.user(&caller, last_event_id(&headers))))
 }

@@ -10,8 +10,9 @@ use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
-use crate::service::ServiceError;
+use crate::service::{ServiceError, auth};
 use crate::state::App;
+use gengate_core::Role;
 use gengate_store::Caller;
 
 /// Reads a request body of at most `limit` bytes: `413` beyond it.
@@ -110,7 +111,28 @@ impl<T: DeserializeOwned> FromRequest<App> for AppJson<T> {
     }
 }
 
+/// An optional JSON body: `None` when the request has none (no
+/// `Content-Type` and no length), otherwise as [`AppJson`].
+impl<T: DeserializeOwned> axum::extract::OptionalFromRequest<App> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, app: &App) -> Result<Option<Self>, Self::Rejection> {
+        let headers = req.headers();
+        let empty = headers.get(header::CONTENT_TYPE).is_none()
+            && headers
+                .get(header::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0");
+        if empty {
+            return Ok(None);
+        }
+        <Self as FromRequest<App>>::from_request(req, app)
+            .await
+            .map(Some)
+    }
+}
+
 /// A query string: `400` naming the parameter when it does not parse.
+/// `access_token` is authentication's ([`Caller`]), never a route's.
 pub struct AppQuery<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
@@ -118,7 +140,14 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         let query = parts.uri.query().unwrap_or("");
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| k != ACCESS_TOKEN)
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        let encoded = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(encoded.as_bytes()));
         serde_path_to_error::deserialize(de)
             .map(AppQuery)
             .map_err(|e| {
@@ -137,24 +166,115 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for AppQuery<T> {
     }
 }
 
-fn bearer(parts: &Parts) -> Option<&str> {
+/// The query parameter a browser sends its token in, where it cannot set
+/// a header (`EventSource`, `<img src>`).
+pub const ACCESS_TOKEN: &str = "access_token";
+
+fn bearer(parts: &Parts) -> Option<String> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
 }
 
+/// `?access_token=`, on a request that only reads.
+fn query_token(parts: &Parts) -> Option<String> {
+    if !reads_only(parts) {
+        return None;
+    }
+    form_urlencoded::parse(parts.uri.query()?.as_bytes())
+        .find(|(k, _)| k == ACCESS_TOKEN)
+        .map(|(_, v)| v.into_owned())
+}
+
+fn reads_only(parts: &Parts) -> bool {
+    parts.method == axum::http::Method::GET || parts.method == axum::http::Method::HEAD
+}
+
+/// The caller: the key's user, or, for a service key that names one in
+/// `X-Gengate-User`, that end user. `401` without a valid key; `400` for an
+/// end-user id that is empty, too long or not printable ASCII; `403` when a
+/// key other than a service key names an end user (it cannot act for one,
+/// and acting as itself instead would be a surprise).
 impl FromRequestParts<App> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
-        let Some(secret) = bearer(parts) else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "this route needs an API key: send Authorization: Bearer <key>",
-            ));
+        let secret = match (bearer(parts), query_token(parts)) {
+            (Some(secret), _) => secret,
+            // A key in a URL ends up in logs and browser history: only
+            // short-lived, read-only tokens travel there.
+            (None, Some(token)) if token.starts_with(auth::TOKEN_PREFIX) => token,
+            (None, Some(_)) => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "access_token takes a browser token (POST /v1/tokens), never an API key",
+                )
+                .with_field(ACCESS_TOKEN));
+            }
+            (None, None) => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "this route needs an API key: send Authorization: Bearer <key>",
+                ));
+            }
         };
-        Ok(app.auth.authenticate(secret).await?)
+        let caller = app.auth.authenticate(&secret).await?;
+        if caller.token.is_some() && !reads_only(parts) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "token_read_only",
+                "a browser token only reads; this route needs an API key",
+            ));
+        }
+        let Some(named) = parts.headers.get(auth::END_USER_HEADER) else {
+            return Ok(caller);
+        };
+        let id = named
+            .to_str()
+            .ok()
+            .filter(|id| auth::valid_end_user(id))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_end_user",
+                    format!(
+                        "X-Gengate-User must be 1..{} printable ASCII characters without spaces",
+                        auth::END_USER_MAX
+                    ),
+                )
+                .with_field("X-Gengate-User")
+            })?;
+        if caller.role != Role::Service {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "end_user_not_allowed",
+                "only a service key may act for an end user (X-Gengate-User)",
+            )
+            .with_field("X-Gengate-User"));
+        }
+        Ok(app.auth.end_user(&caller, id).await?)
+    }
+}
+
+/// The caller if the request carries a key or token (`None` without
+/// either; a bad one is still refused).
+impl axum::extract::OptionalFromRequestParts<App> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &App,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if bearer(parts).is_none() && query_token(parts).is_none() {
+            return Ok(None);
+        }
+        <Caller as FromRequestParts<App>>::from_request_parts(parts, app)
+            .await
+            .map(Some)
     }
 }
 
@@ -166,7 +286,7 @@ impl FromRequestParts<App> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, app).await?;
-        if caller.role != gengate_core::Role::Admin {
+        if caller.role != Role::Admin {
             return Err(ServiceError::Forbidden.into());
         }
         Ok(Admin(caller))

@@ -1,6 +1,10 @@
 //! Local media: files under `<data_dir>/media`, served at `/media/…` when the
 //! local backend is in use. Names are unique per output, so responses are
-//! cacheable for a year.
+//! cacheable for a year. A task's files (`t/<task id>/…`) are public while
+//! the task is in the gallery; otherwise only its owner (a key, or a
+//! browser token as `?access_token=`) or an admin gets them, and caches
+//! keep them private. The simulator's files (`sim/…`) are public, as a
+//! provider's own output URLs are.
 
 use axum::Router;
 use axum::body::Body;
@@ -11,6 +15,8 @@ use axum::routing::get;
 use gengate_core::mime;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio_util::io::ReaderStream;
+
+use gengate_store::Caller;
 
 use super::error::ApiError;
 use crate::state::App;
@@ -62,6 +68,7 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
 async fn media(
     State(app): State<App>,
     Path(path): Path<String>,
+    caller: Option<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let safe = !path.is_empty()
@@ -72,6 +79,12 @@ async fn media(
     if !safe {
         return Err(ApiError::not_found("no such file"));
     }
+    // The simulated provider's own files (`sim/…`) stand in for a
+    // provider's CDN: public, as its URLs are.
+    let public = match path.strip_prefix("t/").and_then(|p| p.split('/').next()) {
+        Some(task_id) => app.tasks.media_access(caller.as_ref(), task_id).await?,
+        None => true,
+    };
     let full = app.media_dir.join(&path);
     let mut file = tokio::fs::File::open(&full)
         .await
@@ -91,7 +104,11 @@ async fn media(
         .map_or(0, |d| d.as_secs());
     let etag = format!("\"{len:x}-{mtime:x}\"");
     let etag_value = HeaderValue::from_str(&etag).expect("hex etag is a valid header");
-    let cache = HeaderValue::from_static("public, max-age=31536000, immutable");
+    let cache = HeaderValue::from_static(if public {
+        "public, max-age=31536000, immutable"
+    } else {
+        "private, max-age=3600"
+    });
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

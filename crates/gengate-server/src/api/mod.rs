@@ -8,6 +8,7 @@ pub mod extract;
 pub mod respond;
 pub mod views;
 
+mod accounts;
 mod admin;
 mod callbacks;
 mod catalog;
@@ -38,16 +39,18 @@ pub use openapi::ApiDoc;
 /// The whole API.
 pub fn router(app: App) -> Router {
     let limit = app.request_timeout;
+    let cors = cors(&app.cors_origins);
     let bounded = Router::new()
         .merge(health::router())
         .merge(webhooks::router())
         .merge(catalog::router())
         .merge(admin::router())
+        .merge(accounts::router())
         .merge(callbacks::router())
         .merge(media::router())
         .merge(openapi::router())
         .route_layer(middleware::from_fn_with_state(limit, limit::limit_request));
-    Router::new()
+    let api = Router::new()
         .merge(bounded)
         .merge(tasks::router(limit))
         // Event streams live as long as the client wants (they end at
@@ -56,8 +59,49 @@ pub fn router(app: App) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(compression())
-        .layer(middleware::from_fn_with_state(app.clone(), track))
-        .with_state(app)
+        .layer(middleware::from_fn_with_state(app.clone(), track));
+    match cors {
+        Some(cors) => api.layer(cors),
+        None => api,
+    }
+    .with_state(app)
+}
+
+/// CORS for the configured origins (none: no CORS headers at all, and a
+/// browser page of another origin cannot read any answer). Preflights are
+/// answered here, before routing; the headers a browser client needs to
+/// read (rate limits, retries, caching) are exposed.
+fn cors(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use axum::http::{HeaderName, HeaderValue, Method, header};
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                header::IF_NONE_MATCH,
+                HeaderName::from_static("idempotency-key"),
+                HeaderName::from_static("last-event-id"),
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                header::ETAG,
+                header::LOCATION,
+                HeaderName::from_static("ratelimit"),
+                HeaderName::from_static("ratelimit-policy"),
+                HeaderName::from_static("idempotent-replayed"),
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// Bodies below this size are sent as they are: compressing them saves

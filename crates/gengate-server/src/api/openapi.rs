@@ -17,7 +17,12 @@ use crate::state::App;
         super::events::task_events, super::events::user_events,
         super::webhooks::secret, super::webhooks::deliveries,
         super::catalog::list_models, super::catalog::gallery,
-        super::admin::stats, super::admin::create_key, super::callbacks::callback,
+        super::accounts::create_token, super::accounts::balance, super::accounts::ledger,
+        super::admin::stats, super::admin::create_key, super::admin::list_keys, super::admin::revoke_key,
+        super::admin::list_users, super::admin::get_user, super::admin::patch_user, super::admin::grant,
+        super::admin::audit, super::admin::search_tasks, super::admin::cancel_tasks, super::admin::hide_task,
+        super::admin::retry_task, super::admin::recopy_task, super::admin::pause_provider, super::admin::resume_provider,
+        super::callbacks::callback,
     ),
     modifiers(&BearerAuth),
 )]
@@ -30,7 +35,17 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "An API key. A key with the role `service` acts for the end user its \
+                         `X-Gengate-User` header names (1..128 printable ASCII characters, \
+                         created on first use), or for itself without one; any other key \
+                         sending that header gets 403 `end_user_not_allowed`.",
+                    ))
+                    .build(),
+            ),
         );
     }
 }

@@ -9,7 +9,7 @@ use gengate_store::{OpenOptions, StoreError};
 use super::finding::{Finding, Level, Options, redact};
 use super::host::{check_disk, check_open_files};
 use super::services::{check_media, check_providers, check_redis};
-use super::store::check_store;
+use super::store::{check_ledger, check_store};
 
 /// Runs every check.
 pub async fn run(cfg: &Config, opts: &Options) -> Vec<Finding> {
@@ -64,7 +64,10 @@ pub async fn run(cfg: &Config, opts: &Options) -> Vec<Finding> {
     };
     if let Some(store) = &store {
         match store.facts().await {
-            Ok(facts) => check_store(cfg, opts, &facts, &mut out),
+            Ok(facts) => {
+                check_store(cfg, opts, &facts, &mut out);
+                out.push(check_ledger(&**store).await);
+            }
             Err(e) => out.push(Finding::new(
                 "store reachable",
                 Level::Fail,

@@ -171,3 +171,43 @@ pub(super) fn check_store(cfg: &Config, opts: &Options, f: &DbFacts, out: &mut V
         )
     });
 }
+
+/// Every user's balance is the sum of their ledger, and what they hold is
+/// what their unfinished tasks hold.
+pub(super) async fn check_ledger(store: &dyn gengate_store::Store) -> Finding {
+    match store.accounts().ledger_drift().await {
+        Ok(drift) if drift.is_empty() => Finding::pass(
+            "credits ledger",
+            "every balance equals its ledger's sum, every hold an unfinished task's",
+        ),
+        Ok(drift) => {
+            let shown: Vec<String> = drift
+                .iter()
+                .take(5)
+                .map(|d| {
+                    format!(
+                        "{} (balance {} vs ledger {}, held {} vs open holds {})",
+                        d.name, d.balance, d.ledger_sum, d.held, d.open_holds
+                    )
+                })
+                .collect();
+            Finding::new(
+                "credits ledger",
+                Level::Fail,
+                format!(
+                    "{} users disagree with the ledger: {}",
+                    drift.len(),
+                    shown.join("; ")
+                ),
+                "the ledger is the record: look for manual edits of users.balance or held; \
+                 the audit trail (GET /v1/admin/audit) shows every movement",
+            )
+        }
+        Err(e) => Finding::new(
+            "credits ledger",
+            Level::Fail,
+            e.to_string(),
+            "check the database server and its logs",
+        ),
+    }
+}

@@ -37,7 +37,7 @@ pub enum TaskFeed {
     /// The client resumed after the task's last event: nothing more will
     /// come.
     Finished,
-    Live(Feed),
+    Live(Box<Feed>),
 }
 
 /// Subscriptions to task changes, for the callers allowed to see them.
@@ -88,12 +88,12 @@ impl EventService {
             }
             None => pending.push_back(Item::Task(start_seq, task)),
         }
-        Ok(TaskFeed::Live(self.feed(
+        Ok(TaskFeed::Live(Box::new(self.feed(
             pending,
             changes,
             start_seq,
             Some(id.to_owned()),
-        )))
+        ))))
     }
 
     /// All of the caller's tasks, from now on (or from after

@@ -119,7 +119,8 @@ pub struct TaskService {
     ids: Arc<Mutex<id::IdGen>>,
     pages: Arc<Mutex<PageCache>>,
     idempotency_ttl: Duration,
-    limiter: Option<Arc<gengate_engine::limits::RateLimiter>>,
+    /// Every user's limits, unless an admin set a user's own.
+    limits: gengate_core::Limits,
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> ServiceError {
@@ -149,14 +150,14 @@ impl TaskService {
             ids: Arc::default(),
             pages: Arc::default(),
             idempotency_ttl,
-            limiter: None,
+            limits: gengate_core::Limits::default(),
         }
     }
 
-    /// Limits how many tasks each user creates per minute.
+    /// Limits every user's tasks (queued or running, per minute, per day).
     #[must_use]
-    pub fn with_rate_limit(mut self, limiter: Arc<gengate_engine::limits::RateLimiter>) -> Self {
-        self.limiter = Some(limiter);
+    pub fn with_limits(mut self, limits: gengate_core::Limits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -235,11 +236,7 @@ impl TaskService {
                 format!("priority above {MAX_USER_PRIORITY} needs an admin key"),
             ));
         }
-        if let Some(limiter) = &self.limiter
-            && let Err(retry_after) = limiter.check(caller.user_id, now_ms()).await
-        {
-            return Err(ServiceError::RateLimited { retry_after });
-        }
+        let billing = model.billing(&input)?;
         let mut guard = None;
         let idempotency = match idempotency_key {
             Some(key) => {
@@ -299,6 +296,8 @@ impl TaskService {
             deadline_at: now + model.deadline_ms,
             created_at: now,
             webhook_url: req.webhook,
+            billing,
+            limits: self.limits,
         };
         // The write and the enqueue run in their own task: if the client
         // disconnects or the request times out after the write was sent, the
@@ -327,6 +326,7 @@ impl TaskService {
             })?
             .map_err(|e| match e {
                 StoreError::IdempotencyMismatch => ServiceError::IdempotencyMismatch,
+                StoreError::Refused(why) => ServiceError::Refused(why),
                 other => ServiceError::Store(other),
             })?;
         Ok(Placed {
@@ -341,22 +341,49 @@ impl TaskService {
     /// # Errors
     /// [`ServiceError::NotFound`] for a missing task or someone else's.
     pub async fn get(&self, caller: &Caller, task_id: &str) -> Result<Arc<Task>, ServiceError> {
+        let task = self.lookup(task_id).await?;
+        if !caller.may_read(task.user_id, &task.id) {
+            return Err(ServiceError::NotFound(format!("no task {task_id}")));
+        }
+        Ok(task)
+    }
+
+    /// A task by id, whoever owns it (from the cache, else the store).
+    async fn lookup(&self, task_id: &str) -> Result<Arc<Task>, ServiceError> {
         let not_found = || ServiceError::NotFound(format!("no task {task_id}"));
         if !id::is_task_id(task_id) {
             return Err(not_found());
         }
-        let task = match self.hub.get(task_id) {
+        Ok(match self.hub.get(task_id) {
             Some(t) => t,
             None => {
                 let mark = self.hub.read_mark(task_id);
                 let stored = self.store.get_task(task_id).await?.ok_or_else(not_found)?;
                 self.hub.remember(stored, mark)
             }
-        };
-        if task.user_id != caller.user_id && caller.role != Role::Admin {
-            return Err(not_found());
+        })
+    }
+
+    /// Whether the media of task `task_id` may be served: to anyone
+    /// (`Ok(true)`) when the task is in the public gallery, otherwise
+    /// (`Ok(false)`) only to a caller who may read the task.
+    ///
+    /// # Errors
+    /// [`ServiceError::NotFound`] for a missing task, or a private one the
+    /// caller may not read (or with no caller).
+    pub async fn media_access(
+        &self,
+        caller: Option<&Caller>,
+        task_id: &str,
+    ) -> Result<bool, ServiceError> {
+        let task = self.lookup(task_id).await?;
+        if task.public && task.status == Status::Succeeded {
+            return Ok(true);
         }
-        Ok(task)
+        match caller {
+            Some(c) if c.may_read(task.user_id, &task.id) => Ok(false),
+            _ => Err(ServiceError::NotFound("no such file".into())),
+        }
     }
 
     /// Like [`TaskService::get`], but if the task is unfinished, waits up
@@ -411,7 +438,7 @@ impl TaskService {
         }
     }
 
-    fn page_query(&self, params: &ListParams) -> Result<ListQuery, ServiceError> {
+    pub(crate) fn page_query(&self, params: &ListParams) -> Result<ListQuery, ServiceError> {
         let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
         if !(1..=MAX_LIMIT).contains(&limit) {
             return Err(invalid(
@@ -452,6 +479,7 @@ impl TaskService {
             gallery: false,
             before: params.cursor.clone(),
             limit: limit + 1,
+            ..ListQuery::default()
         })
     }
 
@@ -504,6 +532,7 @@ impl TaskService {
         caller: &Caller,
         params: &ListParams,
     ) -> Result<Arc<Page>, ServiceError> {
+        super::may_list(caller)?;
         let mut q = self.page_query(params)?;
         q.user_id = Some(caller.user_id);
         self.page(q).await
@@ -554,6 +583,61 @@ impl TaskService {
         }
         tracing::info!(task.id = %task.id, "task {} deleted", task.id);
         Ok(())
+    }
+
+    /// Takes a task out of the gallery (an admin's moderation): stored as
+    /// private, conditional on its version like every write.
+    ///
+    /// # Errors
+    /// `NotFound` for no such task; `Conflict` when it kept changing.
+    pub async fn hide(&self, task_id: &str) -> Result<Task, ServiceError> {
+        for _ in 0..5 {
+            let task = self
+                .store
+                .get_task(task_id)
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("no task {task_id}")))?;
+            if !task.public {
+                return Ok(task);
+            }
+            let hidden = Task {
+                public: false,
+                version: task.version + 1,
+                updated_at: now_ms().max(task.updated_at),
+                ..task
+            };
+            if self
+                .store
+                .update_task(&hidden, gengate_core::Fence::Version)
+                .await?
+            {
+                self.hub.publish(&hidden);
+                return Ok(hidden);
+            }
+        }
+        Err(ServiceError::Conflict {
+            code: "task_busy",
+            message: format!("task {task_id} is changing too fast to hide; retry"),
+        })
+    }
+
+    /// Tasks of every user matching `query` (its `before` is the cursor),
+    /// newest first, read from the store (admin search is never cached).
+    ///
+    /// # Errors
+    /// A store failure.
+    pub async fn search(
+        &self,
+        mut query: ListQuery,
+    ) -> Result<(Vec<Task>, Option<String>), ServiceError> {
+        let limit = query.limit;
+        query.limit = limit + 1;
+        let mut tasks = self.store.list_tasks(&query).await?;
+        let next = (tasks.len() > limit as usize).then(|| {
+            tasks.truncate(limit as usize);
+            tasks.last().map_or_else(String::new, |t| t.id.clone())
+        });
+        Ok((tasks, next))
     }
 
     pub async fn cancel(&self, caller: &Caller, task_id: &str) -> Result<Task, ServiceError> {

@@ -30,6 +30,7 @@ impl WebhookService {
     /// # Errors
     /// When the store fails.
     pub async fn secret(&self, caller: &Caller) -> Result<String, ServiceError> {
+        super::key_only(caller)?;
         Ok(self.webhooks.secret(caller.user_id).await?)
     }
 
