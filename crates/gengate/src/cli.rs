@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use gengate_bench::Scenario;
 use gengate_bench::scenario::{Follow, HeaderName, HeaderValue, Mix};
 use gengate_bench::units::{ServerSpec, Slo};
+use gengate_core::Role;
 
 /// gengate: a self-hosted AI generation task gateway.
 #[derive(Debug, Parser)]
@@ -131,7 +132,13 @@ pub(crate) enum KeysCommand {
         /// The user's name.
         #[arg(long, value_name = "NAME", value_parser = parse_user)]
         user: String,
-        /// Give the key the admin role.
+        /// The key's role: `user` (its own tasks), `admin` (everything) or
+        /// `service` (an app's backend, acting for the end user each request
+        /// names in `X-Gengate-User`).
+        #[arg(long, value_name = "ROLE", value_parser = parse_role, default_value = "user",
+            conflicts_with = "admin")]
+        role: Role,
+        /// The same as --role admin.
         #[arg(long)]
         admin: bool,
         #[command(flatten)]
@@ -473,6 +480,10 @@ fn parse_fail_rate(s: &str) -> Result<f64, String> {
     } else {
         Err("must be between 0 and 1".into())
     }
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::parse(s).ok_or_else(|| format!("{s:?} is not a role: user, admin or service"))
 }
 
 fn parse_user(s: &str) -> Result<String, String> {

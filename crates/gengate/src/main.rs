@@ -445,10 +445,15 @@ async fn serve(cfg: Config, handoff: Option<std::path::PathBuf>) -> anyhow::Resu
 
 async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
     match command {
-        KeysCommand::Create { user, admin, store } => {
+        KeysCommand::Create {
+            user,
+            role,
+            admin,
+            store,
+        } => {
             let store = open_store(&load_config(&store)?).await?;
             let key = keys::generate();
-            let role = if admin { Role::Admin } else { Role::User };
+            let role = if admin { Role::Admin } else { role };
             let info = store
                 .create_key(&user, role, &key.hash, &key.prefix, now_ms())
                 .await?;
@@ -464,12 +469,12 @@ async fn keys_command(command: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List { store } => {
             let store = open_store(&load_config(&store)?).await?;
             println!(
-                "{:<6} {:<20} {:<6} {:<12} {:<25} REVOKED",
+                "{:<6} {:<20} {:<7} {:<12} {:<25} REVOKED",
                 "ID", "USER", "ROLE", "PREFIX", "CREATED"
             );
             for k in store.list_keys().await? {
                 println!(
-                    "{:<6} {:<20} {:<6} {:<12} {:<25} {}",
+                    "{:<6} {:<20} {:<7} {:<12} {:<25} {}",
                     k.id,
                     k.user_name,
                     k.role.as_str(),

@@ -90,7 +90,11 @@ async fn account_back_pressure_keeps_tasks_queued_without_spending_attempts() {
     );
     // The mock serves a real PNG for the output.
     let t = app.get_task(&ids[0]).await;
-    let bytes = reqwest::get(t.body["outputs"][0]["url"].as_str().unwrap())
+    let bytes = app
+        .client
+        .get(t.body["outputs"][0]["url"].as_str().unwrap())
+        .bearer_auth(&app.user_key)
+        .send()
         .await
         .unwrap()
         .bytes()
@@ -130,6 +134,8 @@ async fn a_task_caught_in_submitting_is_found_by_reference_not_submitted_again()
         deadline_at: now + 600_000,
         created_at: now,
         webhook_url: None,
+        billing: None,
+        limits: Default::default(),
     };
     let task = store.create_task(new, None).await.unwrap().task;
     let (mut claimed, _) = apply(&task, Event::Claim, now).unwrap();

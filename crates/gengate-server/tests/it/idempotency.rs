@@ -134,6 +134,9 @@ impl Store for GatedStore {
     ) -> gengate_store::Result<KeyInfo> {
         self.inner.create_key(u, r, h, p, now).await
     }
+    async fn user_named(&self, name: &str, now: i64) -> gengate_store::Result<i64> {
+        self.inner.user_named(name, now).await
+    }
     async fn find_key(&self, h: &str) -> gengate_store::Result<Option<Caller>> {
         self.inner.find_key(h).await
     }
@@ -178,6 +181,9 @@ impl Store for GatedStore {
     }
     async fn purge_idempotency(&self, before: i64) -> gengate_store::Result<u64> {
         self.inner.purge_idempotency(before).await
+    }
+    fn accounts(&self) -> &dyn gengate_store::Accounts {
+        self.inner.accounts()
     }
     async fn webhook_secret(&self, user: i64, candidate: &str) -> gengate_store::Result<String> {
         self.inner.webhook_secret(user, candidate).await

@@ -3,6 +3,8 @@
 
 mod helpers;
 
+mod accounts;
+mod end_users;
 mod errors;
 mod fairness;
 mod http_provider;

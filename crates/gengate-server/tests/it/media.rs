@@ -187,6 +187,8 @@ pub(crate) fn task_with(url: &str, content_type: &str, expires_at: Option<i64>) 
         deadline_at: i64::MAX,
         created_at: 0,
         webhook_url: None,
+        billing: None,
+        limits: Default::default(),
     }
     .into_task();
     t.outputs = vec![Output {
@@ -235,17 +237,23 @@ async fn outputs_from_an_http_provider_are_copied_and_served_with_ranges_and_eta
     let size = out["bytes"].as_u64().unwrap();
     let sha = out["sha256"].as_str().unwrap().to_owned();
 
-    let r = app.client.get(url).send().await.unwrap();
+    // The task is private: its files are its owner's.
+    let anonymous = app.client.get(url).send().await.unwrap();
+    assert_eq!(anonymous.status(), 404);
+    let r = app
+        .client
+        .get(url)
+        .bearer_auth(&app.user_key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let h = r.headers().clone();
     assert_eq!(
         h[header::CONTENT_TYPE],
         out["content_type"].as_str().unwrap()
     );
-    assert_eq!(
-        h[header::CACHE_CONTROL],
-        "public, max-age=31536000, immutable"
-    );
+    assert_eq!(h[header::CACHE_CONTROL], "private, max-age=3600");
     assert_eq!(h[header::ACCEPT_RANGES], "bytes");
     assert_eq!(h[header::CONTENT_LENGTH], size.to_string().as_str());
     let body = r.bytes().await.unwrap();
@@ -260,6 +268,7 @@ async fn outputs_from_an_http_provider_are_copied_and_served_with_ranges_and_eta
     let r = app
         .client
         .get(url)
+        .bearer_auth(&app.user_key)
         .header(header::IF_NONE_MATCH, &etag)
         .send()
         .await
@@ -269,6 +278,7 @@ async fn outputs_from_an_http_provider_are_copied_and_served_with_ranges_and_eta
     let r = app
         .client
         .get(url)
+        .bearer_auth(&app.user_key)
         .header(header::RANGE, "bytes=0-9")
         .send()
         .await
@@ -283,6 +293,7 @@ async fn outputs_from_an_http_provider_are_copied_and_served_with_ranges_and_eta
     let r = app
         .client
         .get(url)
+        .bearer_auth(&app.user_key)
         .header(header::RANGE, "bytes=-5")
         .send()
         .await
@@ -293,6 +304,7 @@ async fn outputs_from_an_http_provider_are_copied_and_served_with_ranges_and_eta
     let r = app
         .client
         .get(url)
+        .bearer_auth(&app.user_key)
         .header(header::RANGE, format!("bytes={size}-"))
         .send()
         .await
@@ -766,6 +778,8 @@ async fn a_task_left_storing_by_a_crash_is_copied_again_at_start() {
                 deadline_at: gengate_server::now_ms() + 600_000,
                 created_at: gengate_server::now_ms(),
                 webhook_url: None,
+                billing: None,
+                limits: Default::default(),
             },
             None,
         )
@@ -807,6 +821,7 @@ async fn a_task_left_storing_by_a_crash_is_copied_again_at_start() {
     let r = app
         .client
         .get(t.body["outputs"][0]["url"].as_str().unwrap())
+        .bearer_auth(&app.admin_key)
         .send()
         .await
         .unwrap();
@@ -816,4 +831,108 @@ async fn a_task_left_storing_by_a_crash_is_copied_again_at_start() {
         "the torn object was replaced"
     );
     assert_eq!(t.body["attempts"], 1, "never submitted again");
+}
+
+#[tokio::test]
+async fn an_admin_recopies_a_result_whose_copy_failed_and_it_is_not_charged_again() {
+    let o = origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config().finish().unwrap();
+    cfg.server.data_dir = dir.path().to_owned();
+    let store = gengate_store::open(&cfg.store_url()).await.unwrap();
+    let alice = store
+        .create_key("alice", gengate_core::Role::User, "h-alice", "gg_alice", 1)
+        .await
+        .unwrap()
+        .user_id;
+    store
+        .accounts()
+        .grant(alice, 10, "test", "root", 1)
+        .await
+        .unwrap();
+    let now = gengate_server::now_ms();
+    let mut task = store
+        .create_task(
+            NewTask {
+                id: gengate_core::id::task_id(now, 9),
+                user_id: alice,
+                model: "sim-image".into(),
+                provider: "sim".into(),
+                input: json!({"prompt": "p"}),
+                public: false,
+                priority: 0,
+                max_attempts: 1,
+                deadline_at: now + 600_000,
+                created_at: now,
+                webhook_url: None,
+                billing: Some(gengate_core::Billing {
+                    held: 4,
+                    per_output: None,
+                    refund_on: Default::default(),
+                }),
+                limits: Default::default(),
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .task;
+    // The provider finished; storage refused the copy until it gave up.
+    let out = Output::new(format!("{}/img.png", o.url), "image/png");
+    for e in [
+        gengate_core::Event::Claim,
+        gengate_core::Event::Accept {
+            provider_task_id: "p-1".into(),
+        },
+        gengate_core::Event::Succeed { outputs: vec![out] },
+        gengate_core::Event::Fail {
+            error: gengate_core::TaskError::new("output_copy_failed", "503 from the bucket", true),
+            retry_at: 0,
+        },
+    ] {
+        let (mut next, _) = gengate_core::apply(&task, e, gengate_server::now_ms()).unwrap();
+        next.version = task.version + 1;
+        assert!(
+            store
+                .update_task(&next, gengate_store::Fence::Lease)
+                .await
+                .unwrap()
+        );
+        task = next;
+    }
+    let balance = |store: Arc<dyn gengate_store::Store>| async move {
+        let a = store.accounts().account(alice).await.unwrap().unwrap();
+        (a.balance, a.held)
+    };
+    assert_eq!(
+        balance(store.clone()).await,
+        (10, 0),
+        "refunded at the failure"
+    );
+
+    let app = spawn_on(cfg, store.clone(), dir).await;
+    let path = format!("/v1/admin/tasks/{}/recopy", task.id);
+    let post = |key: String| {
+        let req = app.client.post(app.url(&path)).bearer_auth(key);
+        async move { read(req.send().await.unwrap()).await }
+    };
+    assert_eq!(post(app.user_key.clone()).await.status, 403, "admins only");
+    let r = post(app.admin_key.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.status_text(), "storing");
+    let done = app
+        .task_when_as(&app.admin_key, &task.id, "the recopy", |t| {
+            t.status_text() == "succeeded"
+        })
+        .await;
+    assert_eq!(done.body["outputs"][0]["bytes"], 70_000);
+    assert!(done.body["error"].is_null());
+    assert_eq!(balance(store.clone()).await, (10, 0), "not charged again");
+    let again = post(app.admin_key.clone()).await;
+    assert_eq!(
+        again.status, 409,
+        "a succeeded task is not recopied: {}",
+        again.body
+    );
+    assert!(store.accounts().ledger_drift().await.unwrap().is_empty());
 }

@@ -132,6 +132,22 @@ fn first_start_prints_an_admin_key_once_and_keys_can_be_managed() {
     let (code, _, err) = run(&["keys", "revoke", &user_key[..11]], cwd);
     assert_eq!(code, 1, "revoking twice is an error");
     assert!(err.contains("no live key"), "{err}");
+
+    let service_key = crate::process::create_key(cwd, &["--role", "service"], "shop");
+    let (_, list, _) = run(&["keys", "list"], cwd);
+    let line = list
+        .lines()
+        .find(|l| l.contains(&service_key[..11]))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(line.contains("shop") && line.contains("service"), "{line}");
+    let (code, _, err) = run(&["keys", "create", "--user", "x", "--role", "owner"], cwd);
+    assert_eq!(code, 2, "an unknown role is a usage error");
+    assert!(err.contains("user, admin or service"), "{err}");
+    let (code, _, err) = run(
+        &["keys", "create", "--user", "x", "--role", "user", "--admin"],
+        cwd,
+    );
+    assert_eq!(code, 2, "--admin and --role conflict: {err}");
 }
 
 #[test]

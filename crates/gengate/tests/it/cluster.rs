@@ -41,6 +41,18 @@ struct Cluster {
 impl Cluster {
     /// `cluster` goes into the `[cluster]` table (more tables may follow it).
     fn start(db: &Db, nodes: usize, mock_latency: &str, cluster: &str) -> Cluster {
+        Self::start_with_model(db, nodes, mock_latency, cluster, "")
+    }
+
+    /// As [`Cluster::start`], with `model` added to the model's table (a
+    /// price, say).
+    fn start_with_model(
+        db: &Db,
+        nodes: usize,
+        mock_latency: &str,
+        cluster: &str,
+        model: &str,
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let cwd = dir.path().to_owned();
         let mock = start_mock(&cwd, "sim", mock_latency, &["--concurrency", "8"]);
@@ -56,6 +68,10 @@ pool_size = 8
 lease = "{}ms"
 {cluster}
 
+# Each user keeps many tasks in flight.
+[limits]
+max_active = 0
+
 [providers.sim]
 kind = "sim"
 base_url = "{}"
@@ -70,6 +86,7 @@ poll_max = "500ms"
 provider = "sim"
 kind = "image"
 expected = "{expected}"
+{model}
 [models.sim-image.input.prompt]
 type = "string"
 required = true
@@ -179,11 +196,35 @@ fn status_counts(db: &Db) -> String {
 
 async fn two_thousand_tasks_survive_a_node_killed_every_few_seconds(engine: Engine) {
     let Some(db) = fresh(engine) else { return };
-    let cluster = Arc::new(Mutex::new(Cluster::start(&db, 3, "100ms..300ms", "")));
+    // Each task costs a credit: whatever node dies, whichever node takes a
+    // task over or replays its create, it is held once and settled once.
+    let cluster = Arc::new(Mutex::new(Cluster::start_with_model(
+        &db,
+        3,
+        "100ms..300ms",
+        "",
+        "price = 1",
+    )));
     let keys: Vec<String> = {
         let c = cluster.lock().unwrap();
         (0..10).map(|u| c.key(&format!("user{u}"))).collect()
     };
+    let (admin, url) = {
+        let c = cluster.lock().unwrap();
+        let mut extra = c.args(&[]);
+        extra.extend(["--role", "admin"]);
+        (create_key(&c.cwd, &extra, "root"), c.url(0))
+    };
+    for u in 0..10 {
+        let r = reqwest::Client::new()
+            .post(format!("{url}/v1/admin/users/user{u}/credits"))
+            .bearer_auth(&admin)
+            .json(&json!({"amount": 250, "reason": "test credits"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
     let urls = Arc::new(Mutex::new(
         (0..3)
             .map(|i| Some(cluster.lock().unwrap().url(i)))
@@ -334,6 +375,22 @@ async fn two_thousand_tasks_survive_a_node_killed_every_few_seconds(engine: Engi
         ledger["peak_concurrency"].as_u64().unwrap() <= 8,
         "the provider's limit held across the cluster: {ledger}"
     );
+    // The money: one hold and one settlement per task, 200 credits from
+    // each user, and every balance its ledger's sum.
+    for (kind, n) in [
+        ("hold", 2000),
+        ("settle", 2000),
+        ("refund", 0),
+        ("grant", 10),
+    ] {
+        let sql = format!("SELECT COUNT(*) FROM ledger WHERE kind = '{kind}'");
+        assert_eq!(db.count(&sql), n, "{kind} entries");
+    }
+    let sql = "SELECT COUNT(*) FROM users WHERE name LIKE 'user%' AND balance = 50 AND held = 0";
+    assert_eq!(db.count(sql), 10, "each user paid for 200 tasks");
+    let c = cluster.lock().unwrap();
+    let (code, out) = doctor(&c, &[]);
+    assert!(out.contains("PASS  credits ledger"), "{code}: {out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -613,7 +670,7 @@ async fn mariadb_events_reach_a_client_on_another_node_through_redis() {
     let Some(redis) = gengate_testkit::service_url("TEST_REDIS_URL") else {
         return;
     };
-    let cluster = format!("redis_url = \"{redis}\"\n\n[limits]\ncreates_per_minute = 1000\n");
+    let cluster = format!("redis_url = \"{redis}\"\n");
     events_reach_a_client_on_another_node(Engine::MariaDb, &cluster).await;
 }
 

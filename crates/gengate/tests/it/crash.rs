@@ -149,7 +149,12 @@ async fn kill_9_loses_nothing_and_submits_nothing_twice(cwd: &std::path::Path, a
         client: mock_client,
     } = account;
     let config = cwd.join("gengate.toml");
-    std::fs::write(&config, config_text).unwrap();
+    // Each user keeps dozens of tasks in flight: no cap on them.
+    std::fs::write(
+        &config,
+        format!("{config_text}\n[limits]\nmax_active = 0\n"),
+    )
+    .unwrap();
     let data = cwd.join("data");
     let common = [
         "--config",
@@ -248,7 +253,14 @@ async fn every_task_answered_202_survives_kill_9_during_a_burst_of_creates() {
     let dir = tempfile::tempdir().unwrap();
     let cwd = dir.path();
     let data = cwd.join("data");
-    let common = ["--data-dir", data.to_str().unwrap()];
+    let config = cwd.join("gengate.toml");
+    std::fs::write(&config, "[limits]\nmax_active = 0\n").unwrap();
+    let common = [
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
     let key = create_key(cwd, &common, "burst");
     let serve = serve_args(&common);
     let mut server = Proc::start(&serve, cwd);
@@ -444,4 +456,218 @@ allow_private = true  # the mock serves outputs on loopback
         Some(format!("{id}.1").as_str()),
         "the job carries our reference: {jobs}"
     );
+}
+
+/// A config for paid tasks on the mock simulator at `mock`, at `price`
+/// credits each.
+fn paid_config(mock: &str, price: u32) -> String {
+    format!(
+        r#"[limits]
+max_active = 0
+
+[providers.sim]
+kind = "sim"
+base_url = "{mock}"
+concurrency = 6
+
+[dispatch]
+poll_initial = "100ms"
+poll_max = "300ms"
+retry_base = "100ms"
+
+[models.sim-image]
+provider = "sim"
+kind = "image"
+expected = "300ms"
+max_attempts = 2
+price = {price}
+[models.sim-image.input.prompt]
+type = "string"
+required = true
+
+[media]
+allow_private = true
+"#
+    )
+}
+
+/// Every page of `path` (a ledger) as `key`.
+async fn all_entries(client: &reqwest::Client, url: &str, key: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get_json(
+            client,
+            &format!("{url}/v1/ledger?limit=100{cursor}"),
+            Some(key),
+        )
+        .await;
+        out.extend(page["entries"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_paid_creates_successes_and_failures_keeps_every_ledger_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let cwd = dir.path();
+    // A third of the jobs fail: failures are refunded, successes settled.
+    let mock = start_mock(cwd, "sim", "100ms..600ms", &["--fail-rate", "0.3"]);
+    let config = cwd.join("gengate.toml");
+    std::fs::write(&config, paid_config(&mock.url, 1)).unwrap();
+    let data = cwd.join("data");
+    let common = [
+        "--config",
+        config.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let users = ["ann", "ben", "cyd"];
+    let keys: Vec<String> = users.iter().map(|u| create_key(cwd, &common, u)).collect();
+    let mut admin_args = common.to_vec();
+    admin_args.extend(["--role", "admin"]);
+    let admin = create_key(cwd, &admin_args, "root");
+    let serve = serve_args(&common);
+    let mut server = Proc::start(&serve, cwd);
+    let client = reqwest::Client::new();
+    for u in users {
+        let r = client
+            .post(format!("{}/v1/admin/users/{u}/credits", server.url))
+            .bearer_auth(&admin)
+            .json(&json!({"amount": 40, "reason": "start"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // Two creators per user until the kill (or their credits run out),
+    // cancelling every fourth task they made.
+    let mut creators = Vec::new();
+    for (u, key) in keys.iter().enumerate() {
+        for w in 0..2 {
+            let (url, key, client) = (server.url.clone(), key.clone(), client.clone());
+            creators.push(tokio::spawn(async move {
+                for i in 0.. {
+                    let r = client
+                        .post(format!("{url}/v1/tasks"))
+                        .bearer_auth(&key)
+                        .json(&json!({"model": "sim-image", "input": {"prompt": format!("{u} {w} {i}")}}))
+                        .send()
+                        .await;
+                    let Ok(r) = r else { break };
+                    if r.status() != 202 {
+                        break;
+                    }
+                    let Ok(body) = r.json::<Value>().await else { break };
+                    if i % 4 == 3 {
+                        let id = body["id"].as_str().unwrap();
+                        let cancel = client
+                            .post(format!("{url}/v1/tasks/{id}/cancel"))
+                            .bearer_auth(&key)
+                            .send()
+                            .await;
+                        if cancel.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    server.kill9();
+    for c in creators {
+        c.await.unwrap();
+    }
+    // Back with the price raised: tasks made before keep the price they
+    // were made with.
+    std::fs::write(&config, paid_config(&mock.url, 7)).unwrap();
+    let server = Proc::start(&serve, cwd);
+    let url = server.url.clone();
+    wait_until("every task to finish", Duration::from_secs(60), || async {
+        let stats = get_json(&client, &format!("{url}/v1/admin/stats"), Some(&admin)).await;
+        let open = stats["tasks"].as_array().unwrap().iter().any(|c| {
+            !matches!(
+                c["status"].as_str(),
+                Some("succeeded" | "failed" | "canceled")
+            ) && c["count"].as_u64() > Some(0)
+        });
+        (!open).then_some(())
+    })
+    .await;
+    let mut kinds_seen = HashMap::new();
+    for key in &keys {
+        let entries = all_entries(&client, &url, key).await;
+        let balance = get_json(&client, &format!("{url}/v1/balance"), Some(key)).await;
+        let sum: i64 = entries.iter().map(|e| e["amount"].as_i64().unwrap()).sum();
+        assert_eq!(
+            balance["balance"].as_i64(),
+            Some(sum),
+            "the balance is the ledger's sum"
+        );
+        assert_eq!(
+            balance["held"], 0,
+            "nothing is held once every task finished"
+        );
+        let mut per_task: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+        for e in &entries {
+            let kind = e["kind"].as_str().unwrap().to_owned();
+            *kinds_seen.entry(kind.clone()).or_insert(0) += 1;
+            if let Some(t) = e["task_id"].as_str() {
+                per_task
+                    .entry(t.to_owned())
+                    .or_default()
+                    .push((kind, e["amount"].as_i64().unwrap()));
+            }
+        }
+        let mut listed = 0;
+        let mut cursor = String::new();
+        loop {
+            let page = get_json(
+                &client,
+                &format!("{url}/v1/tasks?limit=100{cursor}"),
+                Some(key),
+            )
+            .await;
+            listed += page["data"].as_array().unwrap().len();
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = format!("&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(listed, per_task.len(), "every task is in the ledger");
+        for (task, mut moves) in per_task {
+            moves.sort();
+            let t = get_json(&client, &format!("{url}/v1/tasks/{task}"), Some(key)).await;
+            let want = match t["status"].as_str() {
+                Some("succeeded") => vec![("hold".to_owned(), -1), ("settle".to_owned(), 0)],
+                Some("failed" | "canceled") => {
+                    vec![("hold".to_owned(), -1), ("refund".to_owned(), 1)]
+                }
+                other => panic!("task {task} is {other:?} after every task finished"),
+            };
+            assert_eq!(moves, want, "task {task}: held at 1 credit, closed once");
+        }
+    }
+    for kind in ["hold", "settle", "refund"] {
+        assert!(
+            kinds_seen.get(kind).copied().unwrap_or(0) > 0,
+            "no {kind}: {kinds_seen:?}"
+        );
+    }
+    let (code, out, err) = crate::process::run(
+        &[
+            "doctor",
+            "--skip-providers",
+            "--config",
+            config.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+        cwd,
+    );
+    assert!(out.contains("PASS  credits ledger"), "{code}: {out}{err}");
 }
