@@ -23,6 +23,8 @@ cat > "$WORK/gengate.toml" <<TOML
 data_dir = "$WORK/data"
 [log]
 level = "warn"
+[limits]
+max_active = 0   # one user creates without pause: the server is measured, not a policy
 [providers.sim]
 kind = "sim"
 concurrency = 64

@@ -39,6 +39,8 @@ url = "$URL"
 pool_size = 16
 [log]
 level = "warn"
+[limits]
+max_active = 0   # one user creates without pause: the server is measured, not a policy
 [cluster]
 ${REDIS_URL:+redis_url = \"$REDIS_URL\"}
 [providers.sim]

@@ -35,6 +35,8 @@ cat > "$WORK/gengate.toml" <<TOML
 data_dir = "$WORK/data"
 [log]
 level = "warn"
+[limits]
+max_active = 0   # one user creates without pause: the server is measured, not a policy
 TOML
 KEY=$("$BIN" keys create --user bench --config "$WORK/gengate.toml" 2>/dev/null)
 # Seed finished public tasks straight into the store (the API would spend the
