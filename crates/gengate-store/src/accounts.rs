@@ -5,68 +5,7 @@
 //! creates or finishes the task they concern, so a task and its money never
 //! disagree.
 
-use async_trait::async_trait;
 use gengate_core::{LedgerKind, Limits, Refusal, Task, UserId};
-
-use crate::rows::{Arg, Columns, args};
-use crate::store::Result;
-
-/// Users' accounts, the ledger, the admins' audit trail and settings shared
-/// by every node ([`crate::Store::accounts`]). The money a task moves is
-/// written by the store's own create and update, never through here.
-#[async_trait]
-pub trait Accounts: Send + Sync {
-    /// A user's account, by id.
-    async fn account(&self, user_id: UserId) -> Result<Option<Account>>;
-    /// A user's account, by name.
-    async fn account_named(&self, name: &str) -> Result<Option<Account>>;
-    /// Accounts by id, after `after` (the cursor).
-    async fn accounts(&self, after: Option<UserId>, limit: u32) -> Result<Vec<Account>>;
-    /// Changes a user's flags and limits; `false` when there is no such user.
-    async fn patch_account(&self, user_id: UserId, patch: &AccountPatch) -> Result<bool>;
-    /// Adds `amount` credits (negative: takes them) to a user's balance with
-    /// its ledger entry (naming the admin, `actor`), in one transaction.
-    ///
-    /// # Errors
-    /// [`StoreError::Conflict`] when the balance would go below zero.
-    async fn grant(
-        &self,
-        user_id: UserId,
-        amount: i64,
-        reason: &str,
-        actor: &str,
-        now: i64,
-    ) -> Result<LedgerEntry>;
-    /// Ledger entries newest first: one user's or everyone's, with ids
-    /// below `before`.
-    async fn ledger(
-        &self,
-        user_id: Option<UserId>,
-        before: Option<i64>,
-        limit: u32,
-    ) -> Result<Vec<LedgerEntry>>;
-    /// Every user whose balance is not the sum of their ledger, or whose
-    /// held credits are not what their unfinished tasks hold.
-    async fn ledger_drift(&self) -> Result<Vec<Drift>>;
-    /// Records an admin action.
-    async fn record_audit(
-        &self,
-        actor: &str,
-        action: &str,
-        target: &str,
-        detail: &str,
-        now: i64,
-    ) -> Result<()>;
-    /// Admin actions newest first, with ids below `before`.
-    async fn audit(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>>;
-    /// Credits held by tasks of `provider` sent to it since `since` (Unix
-    /// ms): what its daily spending cap is checked against.
-    async fn provider_spending(&self, provider: &str, since: i64) -> Result<i64>;
-    /// A shared setting; with `init`, set to it first if it has none.
-    async fn setting(&self, name: &str, init: Option<&str>) -> Result<Option<String>>;
-    /// Sets (`Some`) or removes (`None`) a shared setting.
-    async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<()>;
-}
 
 /// A user's account as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,7 +26,7 @@ pub struct Account {
     pub day_start: i64,
     pub day_count: i64,
     /// The creates-per-minute bucket's theoretical time of the next create
-    /// (GCRA): it is full when this is in the past.
+    /// (GCRA), in Unix microseconds: it is full when this is in the past.
     pub rate_tat: i64,
 }
 
@@ -166,65 +105,14 @@ pub struct Drift {
     pub open_holds: i64,
 }
 
-/// The columns [`account_from`] reads.
+/// The columns [`crate::account_rows::account_from`] reads.
 pub(crate) const ACCOUNT_COLUMNS: &str = "id, name, created_at, balance, held, active, disabled, \
      max_active, creates_per_minute, tasks_per_day, day_start, day_count, rate_tat";
-
-pub(crate) fn account_from<R: Columns>(r: &R) -> Result<Account, R::Error> {
-    let limit = |i: usize| -> Result<Option<u32>, R::Error> {
-        r.opt_int32(i)?
-            .map(|v| u32::try_from(v).map_err(|_| R::corrupt(format!("limit {v}"))))
-            .transpose()
-    };
-    Ok(Account {
-        user_id: r.int(0)?,
-        name: r.text(1)?,
-        created_at: r.int(2)?,
-        balance: r.int(3)?,
-        held: r.int(4)?,
-        active: r.int(5)?,
-        disabled: r.boolean(6)?,
-        limits: LimitOverrides {
-            max_active: limit(7)?,
-            creates_per_minute: limit(8)?,
-            tasks_per_day: limit(9)?,
-        },
-        day_start: r.int(10)?,
-        day_count: r.int(11)?,
-        rate_tat: r.int(12)?,
-    })
-}
 
 pub(crate) const LEDGER_COLUMNS: &str =
     "id, user_id, task_id, kind, amount, balance, actor, reason, created_at";
 
-pub(crate) fn ledger_from<R: Columns>(r: &R) -> Result<LedgerEntry, R::Error> {
-    let kind = r.text(3)?;
-    Ok(LedgerEntry {
-        id: r.int(0)?,
-        user_id: r.int(1)?,
-        task_id: r.opt_text(2)?,
-        kind: LedgerKind::parse(&kind).ok_or_else(|| R::corrupt(format!("ledger kind {kind}")))?,
-        amount: r.int(4)?,
-        balance: r.int(5)?,
-        actor: r.opt_text(6)?,
-        reason: r.opt_text(7)?,
-        created_at: r.int(8)?,
-    })
-}
-
 pub(crate) const AUDIT_COLUMNS: &str = "id, actor, action, target, detail, created_at";
-
-pub(crate) fn audit_from<R: Columns>(r: &R) -> Result<AuditEntry, R::Error> {
-    Ok(AuditEntry {
-        id: r.int(0)?,
-        actor: r.text(1)?,
-        action: r.text(2)?,
-        target: r.text(3)?,
-        detail: r.text(4)?,
-        created_at: r.int(5)?,
-    })
-}
 
 /// Statements every backend runs as they are (`?` placeholders).
 pub(crate) mod sql {
@@ -249,7 +137,7 @@ pub(crate) mod sql {
          (actor, action, target, detail, created_at) VALUES (?, ?, ?, ?, ?)";
 }
 
-/// See [`Accounts::provider_spending`]; `int` is the engine's 64-bit
+/// See [`crate::Accounts::provider_spending`]; `int` is the engine's 64-bit
 /// integer type for `CAST`.
 pub(crate) fn spending_sql(int: &str) -> String {
     format!(
@@ -272,17 +160,6 @@ pub(crate) fn drift_sql(int: &str) -> String {
     )
 }
 
-pub(crate) fn drift_from<R: Columns>(r: &R) -> Result<Drift, R::Error> {
-    Ok(Drift {
-        user_id: r.int(0)?,
-        name: r.text(1)?,
-        balance: r.int(2)?,
-        ledger_sum: r.int(3)?,
-        held: r.int(4)?,
-        open_holds: r.int(5)?,
-    })
-}
-
 /// The account columns a create writes once admitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Admitted {
@@ -291,22 +168,14 @@ pub(crate) struct Admitted {
     pub rate_tat: i64,
 }
 
-impl Admitted {
-    /// The arguments of [`sql::ADMIT`].
-    pub(crate) fn args(&self, price: i64, user: UserId) -> Vec<Arg> {
-        args![
-            price,
-            price,
-            self.day_start,
-            self.day_count,
-            self.rate_tat,
-            user
-        ]
-    }
-}
-
 const DAY_MS: i64 = 86_400_000;
-const MINUTE_MS: i64 = 60_000;
+
+/// The start of the UTC day of `now` (Unix ms).
+pub(crate) fn day_start(now: i64) -> i64 {
+    now.div_euclid(DAY_MS) * DAY_MS
+}
+/// A minute in microseconds, the GCRA bucket's unit.
+pub(crate) const MINUTE_US: i64 = 60_000_000;
 
 /// Whether `account` may create a task costing `price` at `now`, and if so
 /// its counters after it. Checked in this order: disabled, credits, tasks
@@ -333,7 +202,7 @@ pub(crate) fn admit(
             limit: limits.max_active,
         });
     }
-    let today = now.div_euclid(DAY_MS) * DAY_MS;
+    let today = day_start(now);
     let day_count = if account.day_start == today {
         account.day_count
     } else {
@@ -346,19 +215,22 @@ pub(crate) fn admit(
         });
     }
     // GCRA: a bucket of a minute's worth of creates, one back every
-    // `interval`; `rate_tat` is when it would be full again.
+    // `interval`; `rate_tat` is when it would be full again. In
+    // microseconds, so that even a million a minute is exact.
     let rate_tat = match limits.creates_per_minute {
         0 => 0,
         per_minute => {
-            let interval = (MINUTE_MS / i64::from(per_minute)).max(1);
-            let tolerance = MINUTE_MS - interval;
-            if account.rate_tat - now > tolerance {
+            let now_us = now.saturating_mul(1000);
+            let interval = (MINUTE_US / i64::from(per_minute)).max(1);
+            let tolerance = MINUTE_US - interval;
+            if account.rate_tat - now_us > tolerance {
+                let wait_us = account.rate_tat - tolerance - now_us;
                 return Err(Refusal::RateLimited {
                     limit: per_minute,
-                    retry_after_ms: account.rate_tat - tolerance - now,
+                    retry_after_ms: (wait_us + 999) / 1000,
                 });
             }
-            account.rate_tat.max(now) + interval
+            account.rate_tat.max(now_us) + interval
         }
     };
     Ok(Admitted {
@@ -372,62 +244,9 @@ pub(crate) fn admit(
 /// credits back) when it is priced, and the held credits released.
 pub(crate) fn closing(task: &Task) -> (Option<(LedgerKind, i64)>, i64) {
     match &task.billing {
-        Some(b) if b.held > 0 => (b.close(task), b.held),
+        Some(b) if b.held > 0 => (task.ending().map(|e| b.close(e)), b.held),
         _ => (None, 0),
     }
-}
-
-/// The statement and arguments of an [`AccountPatch`] (`None`: it changes
-/// nothing).
-pub(crate) fn patch_statement(p: &AccountPatch, user: UserId) -> Option<(String, Vec<Arg>)> {
-    let mut sets = Vec::new();
-    let mut values = Vec::new();
-    if let Some(d) = p.disabled {
-        sets.push("disabled = ?");
-        values.push(Arg::Bool(d));
-    }
-    for (column, v) in [
-        ("max_active = ?", p.max_active),
-        ("creates_per_minute = ?", p.creates_per_minute),
-        ("tasks_per_day = ?", p.tasks_per_day),
-    ] {
-        if let Some(v) = v {
-            sets.push(column);
-            values.push(Arg::OptInt(v.map(i64::from)));
-        }
-    }
-    if sets.is_empty() {
-        return None;
-    }
-    values.push(Arg::Int(user));
-    Some((
-        format!("UPDATE users SET {} WHERE id = ?", sets.join(", ")),
-        values,
-    ))
-}
-
-/// The arguments of [`sql::INSERT_LEDGER`].
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn ledger_args(
-    user: UserId,
-    task: Option<&str>,
-    kind: LedgerKind,
-    amount: i64,
-    balance: i64,
-    actor: Option<&str>,
-    reason: Option<&str>,
-    now: i64,
-) -> Vec<Arg> {
-    args![
-        user,
-        task.map(str::to_owned),
-        kind.as_str(),
-        amount,
-        balance,
-        actor.map(str::to_owned),
-        reason.map(str::to_owned),
-        now
-    ]
 }
 
 #[cfg(test)]

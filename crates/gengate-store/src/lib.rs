@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+mod account_rows;
 pub mod accounts;
 mod listing;
 mod mysql;
@@ -18,13 +19,11 @@ mod sql;
 pub mod sqlite;
 mod store;
 
-pub use accounts::{
-    Account, AccountPatch, Accounts, AuditEntry, Drift, LedgerEntry, LimitOverrides,
-};
+pub use accounts::{Account, AccountPatch, AuditEntry, Drift, LedgerEntry, LimitOverrides};
 pub use store::{
-    Caller, Change, Created, DbFacts, Delivery, Fence, IdempotencyKey, KeyInfo, ListQuery,
-    NodeInfo, OpenOptions, PoolStats, Result, StatusCount, Store, StoreError, TokenScope,
-    fair_pick, holds_lease,
+    Accounts, Caller, Change, Created, DbFacts, Delivery, Fence, IdempotencyKey, KeyInfo,
+    ListQuery, NodeInfo, OpenOptions, PoolStats, Result, StatusCount, Store, StoreError,
+    TokenScope, fair_pick, holds_lease,
 };
 
 /// Opens the store a URL names with default options.

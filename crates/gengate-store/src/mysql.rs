@@ -52,6 +52,7 @@ impl Engine for MySql {
     const DB_NOW: &'static str = "CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)";
     const SHARE_LOCK: &'static str = " LOCK IN SHARE MODE";
     const INT_CAST: &'static str = "SIGNED";
+    const WRITES_IN_CTE: bool = false;
     const MIGRATIONS: &'static [(i64, &'static str)] = MIGRATIONS;
     const CURRENT_SCHEMA: &'static str = "DATABASE()";
     const SESSION_SETUP: &'static [&'static str] = &[

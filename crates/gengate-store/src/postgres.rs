@@ -95,6 +95,7 @@ impl Engine for Postgres {
     const DB_NOW: &'static str = "(EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT";
     const SHARE_LOCK: &'static str = " FOR SHARE";
     const INT_CAST: &'static str = "BIGINT";
+    const WRITES_IN_CTE: bool = true;
     const MIGRATIONS: &'static [(i64, &'static str)] = MIGRATIONS;
     const CURRENT_SCHEMA: &'static str = "current_schema()";
     const SESSION_SETUP: &'static [&'static str] = &[

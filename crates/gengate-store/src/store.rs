@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use gengate_core::task::NewTask;
 use gengate_core::{Role, Status, Task, TaskId, UserId};
 
-use crate::accounts::Accounts;
+use crate::accounts::{Account, AccountPatch, AuditEntry, Drift, LedgerEntry};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -399,6 +399,63 @@ pub trait Store: Send + Sync + 'static {
     async fn record_delivery(&self, delivery: &Delivery) -> Result<()>;
     /// Every delivery of a task's webhooks, oldest first.
     async fn task_deliveries(&self, task_id: &str) -> Result<Vec<Delivery>>;
+}
+
+/// Users' accounts, the ledger, the admins' audit trail and settings shared
+/// by every node ([`Store::accounts`]). The money a task moves is
+/// written by the store's own create and update, never through here.
+#[async_trait]
+pub trait Accounts: Send + Sync {
+    /// A user's account, by id.
+    async fn account(&self, user_id: UserId) -> Result<Option<Account>>;
+    /// A user's account, by name.
+    async fn account_named(&self, name: &str) -> Result<Option<Account>>;
+    /// Accounts by id, after `after` (the cursor).
+    async fn accounts(&self, after: Option<UserId>, limit: u32) -> Result<Vec<Account>>;
+    /// Changes a user's flags and limits; `false` when there is no such user.
+    async fn patch_account(&self, user_id: UserId, patch: &AccountPatch) -> Result<bool>;
+    /// Adds `amount` credits (negative: takes them) to a user's balance with
+    /// its ledger entry (naming the admin, `actor`), in one transaction.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the balance would go below zero.
+    async fn grant(
+        &self,
+        user_id: UserId,
+        amount: i64,
+        reason: &str,
+        actor: &str,
+        now: i64,
+    ) -> Result<LedgerEntry>;
+    /// Ledger entries newest first: one user's or everyone's, with ids
+    /// below `before`.
+    async fn ledger(
+        &self,
+        user_id: Option<UserId>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<LedgerEntry>>;
+    /// Every user whose balance is not the sum of their ledger, or whose
+    /// held credits are not what their unfinished tasks hold.
+    async fn ledger_drift(&self) -> Result<Vec<Drift>>;
+    /// Records an admin action.
+    async fn record_audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: &str,
+        now: i64,
+    ) -> Result<()>;
+    /// Admin actions newest first, with ids below `before`.
+    async fn audit(&self, before: Option<i64>, limit: u32) -> Result<Vec<AuditEntry>>;
+    /// Credits held by tasks of `provider` sent to it since `since` (Unix
+    /// ms): what its daily spending cap is checked against.
+    async fn provider_spending(&self, provider: &str, since: i64) -> Result<i64>;
+    /// A shared setting; with `init`, set to it first if it has none.
+    async fn setting(&self, name: &str, init: Option<&str>) -> Result<Option<String>>;
+    /// Sets (`Some`) or removes (`None`) a shared setting.
+    async fn set_setting(&self, name: &str, value: Option<&str>) -> Result<()>;
 }
 
 /// One webhook delivery: queued with a task's final state (in the same

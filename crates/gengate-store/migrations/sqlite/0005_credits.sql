@@ -3,7 +3,7 @@
 -- against, all changed in the same transaction as the task they count:
 -- `active` (tasks not finished), the UTC day's creates (`day_start`,
 -- `day_count`) and the creates-per-minute bucket as the theoretical time
--- of the next create (`rate_tat`, GCRA). The limit columns are an admin's
+-- of the next create in microseconds (`rate_tat`, GCRA). The limit columns are an admin's
 -- override of the configured defaults (NULL: the default).
 ALTER TABLE users ADD COLUMN balance INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN held INTEGER NOT NULL DEFAULT 0;

@@ -30,6 +30,10 @@ pub(crate) trait Engine: Database<Row: Columns<Error = sqlx::Error>> {
     const SHARE_LOCK: &'static str;
     /// The type a `CAST` makes a 64-bit integer with (a `SUM` is wider).
     const INT_CAST: &'static str;
+    /// Whether a `WITH` may hold writes whose rows the statement returns
+    /// (PostgreSQL): several writes of one transaction then cost one round
+    /// trip. Otherwise (MySQL) they go one statement at a time.
+    const WRITES_IN_CTE: bool;
     /// The schema this build knows, one script per version.
     const MIGRATIONS: &'static [(i64, &'static str)];
     /// The schema (database) that `schema_migrations` lives in.

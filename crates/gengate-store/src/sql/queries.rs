@@ -65,15 +65,18 @@ pub(super) fn list_sql<E: Engine>(q: &ListQuery) -> (String, Vec<Arg>) {
 /// The conditional write of a task: its version, and for [`Fence::Lease`]
 /// this node's unexpired lease (or none). The lease follows the status:
 /// taken or renewed by the node's own writes, kept by others' writes while
-/// the task still holds one, and dropped when it no longer does.
+/// the task still holds one, and dropped when it no longer does. With
+/// `close`, it also marks the task's end as accounted for (`closed`).
 pub(super) fn update_sql<E: Engine>(
     t: &Task,
     fence: Fence,
     me: &str,
     lease_ms: i64,
+    close: bool,
 ) -> (String, Vec<Arg>) {
     let now = E::DB_NOW;
     let mut args = task_update_args(t);
+    let closed = if close { ", closed = TRUE" } else { "" };
     let lease = match (holds_lease(t.status), fence) {
         (true, Fence::Lease) => {
             args.extend(args![me, lease_ms]);
@@ -91,7 +94,7 @@ pub(super) fn update_sql<E: Engine>(
     };
     (
         format!(
-            "UPDATE tasks SET {}{lease} WHERE id = ? AND version = ?{guard}",
+            "UPDATE tasks SET {}{closed}{lease} WHERE id = ? AND version = ?{guard}",
             task_updates!()
         ),
         args,

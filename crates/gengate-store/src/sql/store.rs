@@ -23,18 +23,18 @@ use super::writes::{
     Creation, claim_deliveries_in, claim_in, create_in, create_key_in, delete_in, take_over_in,
     update_in, user_in, webhook_secret_in,
 };
+use crate::account_rows::{account_from, audit_from, drift_from, ledger_from, patch_statement};
 use crate::accounts::{
-    self, ACCOUNT_COLUMNS, AUDIT_COLUMNS, Account, AccountPatch, Accounts, AuditEntry, Drift,
-    LEDGER_COLUMNS, LedgerEntry, account_from, audit_from, drift_from, drift_sql, ledger_from,
-    patch_statement, spending_sql,
+    self, ACCOUNT_COLUMNS, AUDIT_COLUMNS, Account, AccountPatch, AuditEntry, Drift, LEDGER_COLUMNS,
+    LedgerEntry, drift_sql, spending_sql,
 };
 use crate::rows::{
     Arg, Columns, KEY_SELECT, args, caller_from, change_from, delivery_from, key_from, node_from,
     status_count_from, task_from,
 };
 use crate::store::{
-    Caller, Change, Created, DbFacts, Delivery, Fence, IdempotencyKey, KeyInfo, ListQuery,
-    OpenOptions, PoolStats, Result, StatusCount, Store, StoreError,
+    Accounts, Caller, Change, Created, DbFacts, Delivery, Fence, IdempotencyKey, KeyInfo,
+    ListQuery, OpenOptions, PoolStats, Result, StatusCount, Store, StoreError,
 };
 
 /// A store in a database that several gengate nodes share.

@@ -9,10 +9,10 @@ use gengate_core::{Event, Role, Task};
 use super::engine::Engine;
 use super::error::corrupt;
 use super::queries::{
-    CLAIM_CANDIDATES, DUE_DELIVERIES, INSERT_DELIVERY, INSERT_TASK, LEASED, SLOTS_IN_USE,
-    change_of, scalar, task_by_id, tasks, update_sql,
+    CLAIM_CANDIDATES, DUE_DELIVERIES, INSERT_DELIVERY, LEASED, SLOTS_IN_USE, change_of, scalar,
+    task_by_id, tasks, update_sql,
 };
-use crate::rows::{Arg, Columns, args, delivery_from, task_args, task_columns};
+use crate::rows::{Arg, Columns, args, delivery_from, task_columns};
 use crate::store::{Created, Delivery, Fence, IdempotencyKey};
 
 /// Writes `t` as [`update_sql`] says; when it was written, queues its
@@ -25,11 +25,18 @@ pub(super) async fn update_in<E: Engine>(
     me: &str,
     lease_ms: i64,
 ) -> sqlx::Result<bool> {
-    let (sql, args) = update_sql::<E>(t, fence, me, lease_ms);
-    if E::exec(c, &sql, args).await? != 1 {
+    let written = if E::WRITES_IN_CTE && t.status.is_terminal() {
+        // The write and the end of the task's hold in one round trip.
+        let (sql, args) = update_sql::<E>(t, fence, me, lease_ms, true);
+        super::accounts::update_closing_in::<E>(c, t, &sql, args).await?
+    } else {
+        let (sql, args) = update_sql::<E>(t, fence, me, lease_ms, false);
+        E::exec(c, &sql, args).await? == 1
+    };
+    if !written {
         return Ok(false);
     }
-    if t.status.is_terminal() {
+    if t.status.is_terminal() && !E::WRITES_IN_CTE {
         super::accounts::close_in::<E>(c, t).await?;
     }
     if t.status.is_terminal()
@@ -140,10 +147,9 @@ pub(super) async fn create_in<E: Engine>(
             }
         }
     }
-    if let Err(why) = super::accounts::admit_in::<E>(c, &task, new.limits).await? {
+    if let Err(why) = super::accounts::admit_and_insert_in::<E>(c, &task, new.limits).await? {
         return Ok(Creation::Refused(why));
     }
-    E::exec(c, INSERT_TASK, task_args(&task)).await?;
     E::notify(c, &change_of(&task, None)).await?;
     Ok(Creation::Done(Box::new(Created {
         task,

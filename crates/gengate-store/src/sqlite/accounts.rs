@@ -2,14 +2,16 @@
 //! transaction: a create's admission and hold, a finished task's settlement
 //! or refund, an admin's grant, and the account reads.
 
-use gengate_core::{LedgerKind, Limits, Task};
+use gengate_core::{Limits, Task};
 use rusqlite::{Connection, params, params_from_iter};
 
 use super::error::db_err;
 use super::rows::{all, first};
+use crate::account_rows::{
+    account_from, admit_args, close_entry, grant_entry, hold_entry, ledger_from, patch_statement,
+};
 use crate::accounts::{
-    ACCOUNT_COLUMNS, Account, AccountPatch, LEDGER_COLUMNS, LedgerEntry, account_from, admit,
-    closing, ledger_args, ledger_from, sql,
+    ACCOUNT_COLUMNS, Account, AccountPatch, LEDGER_COLUMNS, LedgerEntry, admit, closing, sql,
 };
 use crate::rows::Arg;
 use crate::store::{Result, StoreError};
@@ -31,21 +33,12 @@ pub(super) fn admit_in(c: &Connection, task: &Task, limits: Limits) -> Result<()
         .ok_or_else(|| StoreError::Corrupt(format!("task of missing user {}", task.user_id)))?;
     let price = task.billing.map_or(0, |b| b.held);
     let ok = admit(&account, limits, price, task.created_at).map_err(StoreError::Refused)?;
-    exec(c, sql::ADMIT, ok.args(price, task.user_id))?;
+    exec(c, sql::ADMIT, admit_args(&ok, price, task.user_id))?;
     if price > 0 {
         exec(
             c,
             sql::INSERT_LEDGER,
-            ledger_args(
-                task.user_id,
-                Some(&task.id),
-                LedgerKind::Hold,
-                -price,
-                account.balance - price,
-                None,
-                None,
-                task.created_at,
-            ),
+            hold_entry(task, account.balance, price),
         )?;
     }
     Ok(())
@@ -67,20 +60,7 @@ pub(super) fn close_in(c: &Connection, t: &Task) -> Result<()> {
         let balance: i64 = c
             .query_row(sql::BALANCE, [t.user_id], |r| r.get(0))
             .map_err(db_err)?;
-        exec(
-            c,
-            sql::INSERT_LEDGER,
-            ledger_args(
-                t.user_id,
-                Some(&t.id),
-                kind,
-                back,
-                balance,
-                None,
-                None,
-                t.updated_at,
-            ),
-        )?;
+        exec(c, sql::INSERT_LEDGER, close_entry(t, kind, back, balance))?;
     }
     Ok(())
 }
@@ -106,16 +86,7 @@ pub(super) fn grant_in(
     exec(
         c,
         sql::INSERT_LEDGER,
-        ledger_args(
-            user_id,
-            None,
-            LedgerKind::Grant,
-            amount,
-            balance,
-            Some(actor),
-            Some(reason),
-            now,
-        ),
+        grant_entry(user_id, amount, balance, actor, reason, now),
     )?;
     let id = c.last_insert_rowid();
     let sql = format!("SELECT {LEDGER_COLUMNS} FROM ledger WHERE id = ?1");
@@ -124,7 +95,7 @@ pub(super) fn grant_in(
 }
 
 pub(super) fn patch_in(c: &Connection, user_id: i64, p: &AccountPatch) -> Result<bool> {
-    match crate::accounts::patch_statement(p, user_id) {
+    match patch_statement(p, user_id) {
         Some((sql, args)) => Ok(exec(c, &sql, args)? == 1),
         None => Ok(account_in(c, user_id)?.is_some()),
     }

@@ -17,17 +17,18 @@ use super::queries::{
     list_sql, task_by_id,
 };
 use super::rows::{all, first};
+use crate::account_rows::{account_from, audit_from, drift_from};
 use crate::accounts::{
-    self, ACCOUNT_COLUMNS, AUDIT_COLUMNS, Account, AccountPatch, Accounts, AuditEntry, Drift,
-    LedgerEntry, account_from, audit_from, drift_from, drift_sql, spending_sql,
+    self, ACCOUNT_COLUMNS, AUDIT_COLUMNS, Account, AccountPatch, AuditEntry, Drift, LedgerEntry,
+    drift_sql, spending_sql,
 };
 use crate::rows::{
     KEY_SELECT, args, caller_from, change_from, delivery_from, key_from, status_count_from,
     task_args, task_from, task_update_args,
 };
 use crate::store::{
-    Caller, Change, Created, DbFacts, Delivery, Fence, IdempotencyKey, KeyInfo, ListQuery, Result,
-    StatusCount, Store, StoreError,
+    Accounts, Caller, Change, Created, DbFacts, Delivery, Fence, IdempotencyKey, KeyInfo,
+    ListQuery, Result, StatusCount, Store, StoreError,
 };
 
 #[async_trait]

@@ -17,6 +17,7 @@ use money::{
     a_balance_changed_behind_the_ledgers_back_is_found,
     a_short_balance_or_a_full_cap_refuses_and_stores_nothing, concurrent_creates_never_overdraw,
     credits_are_held_then_settled_or_refunded_once, grants_settings_and_the_audit_trail,
+    the_minute_bucket_and_the_day_count_hold_in_the_store,
 };
 use serde_json::json;
 
@@ -67,6 +68,7 @@ suite! {
         concurrent_creates_never_overdraw,
         grants_settings_and_the_audit_trail,
         a_balance_changed_behind_the_ledgers_back_is_found,
+        the_minute_bucket_and_the_day_count_hold_in_the_store,
     ],
     shared: [
         claims_never_exceed_the_limit_across_nodes,

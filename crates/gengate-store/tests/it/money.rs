@@ -349,3 +349,40 @@ pub(crate) async fn a_balance_changed_behind_the_ledgers_back_is_found(db: Db) {
         (u, 10, 5, 4, 4)
     );
 }
+
+pub(crate) async fn the_minute_bucket_and_the_day_count_hold_in_the_store(db: Db) {
+    let store = db.open().await;
+    let u = user(&*store, "bursty").await;
+    let limited = |n: u128, at: i64| gengate_core::task::NewTask {
+        limits: Limits {
+            creates_per_minute: 2,
+            tasks_per_day: 3,
+            ..Limits::default()
+        },
+        ..new_task(n, u, at)
+    };
+    let t0 = 1_000_000_000;
+    store.create_task(limited(1, t0), None).await.unwrap();
+    store.create_task(limited(2, t0 + 1), None).await.unwrap();
+    match store.create_task(limited(3, t0 + 2), None).await {
+        Err(StoreError::Refused(Refusal::RateLimited {
+            limit: 2,
+            retry_after_ms,
+        })) => assert!(
+            (29_000..=30_000).contains(&retry_after_ms),
+            "{retry_after_ms}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // Half a minute later one token is back; the day allows a third.
+    store
+        .create_task(limited(4, t0 + 30_001), None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.create_task(limited(5, t0 + 90_000), None).await,
+        Err(StoreError::Refused(Refusal::DailyLimit { limit: 3, .. }))
+    ));
+    let a = store.accounts().account(u).await.unwrap().unwrap();
+    assert_eq!((a.active, a.day_count), (3, 3));
+}
