@@ -8,8 +8,6 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::task::{Status, Task};
-
 /// What one task of a model costs, in credits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
@@ -114,38 +112,39 @@ impl LedgerKind {
     }
 }
 
+/// How a task ended, as far as its credits care ([`crate::Task::ending`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    Succeeded {
+        outputs: usize,
+    },
+    Failed,
+    /// Failed with `deadline_exceeded`.
+    Expired,
+    Canceled,
+}
+
 impl Billing {
-    /// How the hold of `task`, now finished, ends: the ledger entry's kind
-    /// and the credits that go back to the balance (the rest is charged).
-    /// `None` while the task is unfinished.
-    pub fn close(&self, task: &Task) -> Option<(LedgerKind, i64)> {
-        let refund = match task.status {
-            Status::Succeeded => {
+    /// How the hold ends when its task ends as `ending`: the ledger entry's
+    /// kind and the credits that go back to the balance (the rest is
+    /// charged).
+    pub fn close(&self, ending: Ending) -> (LedgerKind, i64) {
+        let refund = match ending {
+            Ending::Succeeded { outputs } => {
                 let charged = self.per_output.map_or(self.held, |unit| {
-                    unit.saturating_mul(task.outputs.len() as i64)
-                        .min(self.held)
+                    unit.saturating_mul(outputs as i64).min(self.held)
                 });
-                return Some((LedgerKind::Settle, self.held - charged));
+                return (LedgerKind::Settle, self.held - charged);
             }
-            Status::Canceled => self.refund_on.cancel,
-            Status::Failed => {
-                let expired = task
-                    .error
-                    .as_ref()
-                    .is_some_and(|e| e.code == "deadline_exceeded");
-                if expired {
-                    self.refund_on.expiry
-                } else {
-                    self.refund_on.failure
-                }
-            }
-            _ => return None,
+            Ending::Canceled => self.refund_on.cancel,
+            Ending::Expired => self.refund_on.expiry,
+            Ending::Failed => self.refund_on.failure,
         };
-        Some(if refund {
+        if refund {
             (LedgerKind::Refund, self.held)
         } else {
             (LedgerKind::Settle, 0)
-        })
+        }
     }
 }
 

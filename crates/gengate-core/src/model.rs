@@ -87,9 +87,9 @@ pub struct ModelSpec {
     /// circuit is open.
     pub failover: Option<String>,
     /// What a task costs (`None`: free).
-    pub price: Option<crate::Price>,
+    pub price: Option<crate::billing::Price>,
     /// Which endings refund a task's credits.
-    pub refund_on: crate::RefundOn,
+    pub refund_on: crate::billing::RefundOn,
 }
 
 /// An input that does not satisfy the model's schema.
@@ -247,7 +247,7 @@ impl ModelSpec {
     /// # Errors
     /// [`InputError`] when the input does not say how much (a per-second
     /// price without a duration).
-    pub fn billing(&self, input: &Value) -> Result<Option<crate::Billing>, InputError> {
+    pub fn billing(&self, input: &Value) -> Result<Option<crate::billing::Billing>, InputError> {
         let Some(price) = &self.price else {
             return Ok(None);
         };
@@ -255,10 +255,10 @@ impl ModelSpec {
             field: "input".into(),
             message,
         })?;
-        Ok(Some(crate::Billing {
+        Ok(Some(crate::billing::Billing {
             held,
             per_output: match price {
-                crate::Price::PerOutput { per_output, .. } => Some(*per_output),
+                crate::billing::Price::PerOutput { per_output, .. } => Some(*per_output),
                 _ => None,
             },
             refund_on: self.refund_on,

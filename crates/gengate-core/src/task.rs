@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::billing::{Billing, Ending, Limits};
+
 /// A task id (`tsk_…`, see [`crate::id`]).
 pub type TaskId = String;
 /// The numeric id of a user in the store.
@@ -199,7 +201,7 @@ pub struct Task {
     pub webhook_url: Option<String>,
     /// The credits it holds of its owner's balance (`None`: free), fixed
     /// at creation.
-    pub billing: Option<crate::Billing>,
+    pub billing: Option<Billing>,
 }
 
 /// What a new task is made from, once the request has been validated.
@@ -216,9 +218,31 @@ pub struct NewTask {
     pub deadline_at: i64,
     pub created_at: i64,
     pub webhook_url: Option<String>,
-    pub billing: Option<crate::Billing>,
+    pub billing: Option<Billing>,
     /// The owner's limits, checked in the same transaction as the insert.
-    pub limits: crate::Limits,
+    pub limits: Limits,
+}
+
+impl Task {
+    /// How it ended, for its credits; `None` while unfinished.
+    pub fn ending(&self) -> Option<Ending> {
+        Some(match self.status {
+            Status::Succeeded => Ending::Succeeded {
+                outputs: self.outputs.len(),
+            },
+            Status::Canceled => Ending::Canceled,
+            Status::Failed
+                if self
+                    .error
+                    .as_ref()
+                    .is_some_and(|e| e.code == "deadline_exceeded") =>
+            {
+                Ending::Expired
+            }
+            Status::Failed => Ending::Failed,
+            _ => return None,
+        })
+    }
 }
 
 impl NewTask {

@@ -11,26 +11,11 @@ use std::time::Duration;
 use tracing::warn;
 
 use super::dispatcher::Dispatcher;
-use super::lane::Lane;
+use super::lane::{Controls, Lane};
 
 /// How often each node reads the pauses and the day's spending.
 const REFRESH: Duration = Duration::from_secs(1);
 const DAY_MS: i64 = 86_400_000;
-
-/// A lane's controls as last read.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Controls {
-    pub(crate) paused: bool,
-    /// Credits held by tasks sent to the provider today (UTC).
-    pub(crate) spent_today: i64,
-}
-
-impl Controls {
-    /// Whether the lane may hand out work, given its cap.
-    pub(crate) fn stopped(&self, cap: Option<i64>) -> bool {
-        self.paused || cap.is_some_and(|cap| self.spent_today >= cap)
-    }
-}
 
 /// The shared setting that pauses `provider`.
 fn pause_setting(provider: &str) -> String {

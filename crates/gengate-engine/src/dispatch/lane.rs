@@ -98,6 +98,21 @@ pub(super) struct Follow {
     pub(super) stored_progress: f32,
 }
 
+/// A lane's controls as last read (see `controls.rs`).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Controls {
+    pub(super) paused: bool,
+    /// Credits held by tasks sent to the provider today (UTC).
+    pub(super) spent_today: i64,
+}
+
+impl Controls {
+    /// Whether the lane may hand out work, given its cap.
+    pub(super) fn stopped(&self, cap: Option<i64>) -> bool {
+        self.paused || cap.is_some_and(|cap| self.spent_today >= cap)
+    }
+}
+
 pub(super) struct LaneState {
     pub(super) queue: FairQueue,
     /// Slots this node holds: its tasks submitting or running at this
@@ -118,7 +133,7 @@ pub(super) struct LaneState {
     /// Callbacks received (and accepted) for this provider.
     pub(super) callbacks: u64,
     /// An admin's pause and the day's spending, as last read.
-    pub(super) controls: super::controls::Controls,
+    pub(super) controls: Controls,
 }
 
 pub(super) struct Lane {
