@@ -39,10 +39,12 @@ impl Modify for BearerAuth {
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "An API key. A key with the role `service` acts for the end user its \
-                         `X-Gengate-User` header names (1..128 printable ASCII characters, \
-                         created on first use), or for itself without one; any other key \
-                         sending that header gets 403 `end_user_not_allowed`.",
+                        "An API key, or a browser token (`ggt_…`, from POST /v1/tokens: \
+                         read-only, one user and optionally one task; also accepted as \
+                         `?access_token=` on GET routes). A key with the role `service` acts \
+                         for the end user its `X-Gengate-User` header names (1..128 printable \
+                         ASCII characters, created on first use), or for itself without one; \
+                         any other key sending that header gets 403 `end_user_not_allowed`.",
                     ))
                     .build(),
             ),

@@ -41,6 +41,10 @@ async fn grant(app: &TestApp, user: &str, amount: i64) -> Resp {
     send(app, Method::POST, &app.admin_key, &path, Some(body)).await
 }
 
+async fn admin_post(app: &TestApp, path: &str, body: Option<Value>) -> Resp {
+    send(app, Method::POST, &app.admin_key, path, body).await
+}
+
 async fn get_anon(app: &TestApp, path: &str) -> Resp {
     read(app.client.get(app.url(path)).send().await.expect("sent")).await
 }
@@ -192,6 +196,27 @@ async fn creates_per_minute_come_from_a_bucket_with_the_ratelimit_headers() {
         app.post_task_as(&other, &prompt("o"), None).await.status,
         202
     );
+}
+
+/// The actions of the audit trail's last 100 entries, newest first, after
+/// checking that each of `wanted` is among them.
+async fn audited(app: &TestApp, wanted: &[&str]) -> Vec<String> {
+    let audit = app
+        .get_as(&app.admin_key, "/v1/admin/audit?limit=100")
+        .await;
+    let actions: Vec<String> = audit.body["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    for want in wanted {
+        assert!(
+            actions.iter().any(|a| a == want),
+            "{want} missing from {actions:?}"
+        );
+    }
+    actions
 }
 
 /// Makes a browser token as `key` with `body`.
@@ -449,14 +474,7 @@ async fn admins_manage_users_keys_and_credits_and_every_step_is_audited() {
     assert_eq!(grant(&app, "nobody", 5).await.status, 404);
     assert_eq!(grant(&app, "alice", 0).await.status, 422);
     let no_reason = json!({"amount": 5, "reason": " "});
-    let r = send(
-        &app,
-        Method::POST,
-        &admin,
-        "/v1/admin/users/alice/credits",
-        Some(no_reason),
-    )
-    .await;
+    let r = admin_post(&app, "/v1/admin/users/alice/credits", Some(no_reason)).await;
     assert_eq!(r.error().1, Some("reason".into()));
 
     // Keys: listed without secrets, revoked, then refused.
@@ -495,16 +513,11 @@ async fn admins_manage_users_keys_and_credits_and_every_step_is_audited() {
     .await;
 
     // The trail: every admin action and every movement of credits.
-    let audit = app.get_as(&admin, "/v1/admin/audit?limit=100").await;
-    let actions: Vec<&str> = audit.body["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    for want in ["key.revoke", "user.patch", "credits.grant", "credits.hold"] {
-        assert!(actions.contains(&want), "{want} missing from {actions:?}");
-    }
+    let actions = audited(
+        &app,
+        &["key.revoke", "user.patch", "credits.grant", "credits.hold"],
+    )
+    .await;
     let small = app.get_as(&admin, "/v1/admin/audit?limit=2").await;
     let cursor = small.body["next_cursor"].as_str().unwrap().to_owned();
     let rest = app
@@ -620,14 +633,7 @@ async fn admins_search_hide_retry_cancel_in_bulk_and_pause_a_provider() {
         gallery(&app).await.body["data"].as_array().unwrap().len(),
         1
     );
-    let hidden = send(
-        &app,
-        Method::POST,
-        &admin,
-        &format!("/v1/admin/tasks/{shown}/hide"),
-        None,
-    )
-    .await;
+    let hidden = admin_post(&app, &format!("/v1/admin/tasks/{shown}/hide"), None).await;
     assert_eq!(
         (hidden.status, &hidden.body["public"]),
         (200, &json!(false))
@@ -640,14 +646,7 @@ async fn admins_search_hide_retry_cancel_in_bulk_and_pause_a_provider() {
     );
 
     // Pause: queued tasks wait on every path; resume lets them go.
-    let pause = send(
-        &app,
-        Method::POST,
-        &admin,
-        "/v1/admin/providers/sim/pause",
-        None,
-    )
-    .await;
+    let pause = admin_post(&app, "/v1/admin/providers/sim/pause", None).await;
     assert_eq!(pause.status, 204);
     assert_eq!(lane(&app, "sim").await["paused"], true);
     let waiting: Vec<String> = {
@@ -669,34 +668,13 @@ async fn admins_search_hide_retry_cancel_in_bulk_and_pause_a_provider() {
             ("queued", &json!(0))
         );
     }
-    let missing = send(
-        &app,
-        Method::POST,
-        &admin,
-        "/v1/admin/providers/nope/pause",
-        None,
-    )
-    .await;
+    let missing = admin_post(&app, "/v1/admin/providers/nope/pause", None).await;
     assert_eq!(missing.status, 404);
 
     // Bulk cancel by owner; a filterless one is refused.
-    let all = send(
-        &app,
-        Method::POST,
-        &admin,
-        "/v1/admin/tasks/cancel",
-        Some(json!({})),
-    )
-    .await;
+    let all = admin_post(&app, "/v1/admin/tasks/cancel", Some(json!({}))).await;
     assert_eq!(all.status, 422);
-    let bulk = send(
-        &app,
-        Method::POST,
-        &admin,
-        "/v1/admin/tasks/cancel",
-        Some(json!({"user": "bob"})),
-    )
-    .await;
+    let bulk = admin_post(&app, "/v1/admin/tasks/cancel", Some(json!({"user": "bob"}))).await;
     assert_eq!(
         bulk.body,
         json!({"canceled": 3, "already_finished": 0}),
@@ -717,36 +695,24 @@ async fn admins_search_hide_retry_cancel_in_bulk_and_pause_a_provider() {
     assert_eq!(first.body["input"]["prompt"], "w0");
     assert_eq!(retry(private.clone()).await.status, 409, "it succeeded");
 
-    let resume = send(
-        &app,
-        Method::POST,
-        &admin,
-        "/v1/admin/providers/sim/resume",
-        None,
-    )
-    .await;
+    let resume = admin_post(&app, "/v1/admin/providers/sim/resume", None).await;
     assert_eq!(resume.status, 204);
     app.task_when_as(&bob, &first.id(), "the retry to run", |t| {
         t.status_text() == "succeeded"
     })
     .await;
 
-    let audit = app.get_as(&admin, "/v1/admin/audit?limit=100").await;
-    let actions: Vec<&str> = audit.body["entries"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
-    for want in [
-        "task.hide",
-        "provider.pause",
-        "tasks.cancel",
-        "task.retry",
-        "provider.resume",
-    ] {
-        assert!(actions.contains(&want), "{want} missing from {actions:?}");
-    }
+    audited(
+        &app,
+        &[
+            "task.hide",
+            "provider.pause",
+            "tasks.cancel",
+            "task.retry",
+            "provider.resume",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -755,55 +755,19 @@ async fn only_the_in_process_simulator_may_name_files_of_our_own_media() {
 #[tokio::test]
 async fn a_task_left_storing_by_a_crash_is_copied_again_at_start() {
     let o = origin().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = test_config().finish().unwrap();
-    cfg.server.data_dir = dir.path().to_owned();
-    let store = gengate_store::open(&cfg.store_url()).await.unwrap();
-    let alice = store
-        .create_key("alice", gengate_core::Role::User, "h-alice", "gg_alice", 1)
-        .await
-        .unwrap()
-        .user_id;
-    let mut task = store
-        .create_task(
-            NewTask {
-                id: gengate_core::id::task_id(gengate_server::now_ms(), 7),
-                user_id: alice,
-                model: "sim-image".into(),
-                provider: "sim".into(),
-                input: json!({"prompt": "p"}),
-                public: false,
-                priority: 0,
-                max_attempts: 1,
-                deadline_at: gengate_server::now_ms() + 600_000,
-                created_at: gengate_server::now_ms(),
-                webhook_url: None,
-                billing: None,
-                limits: Default::default(),
-            },
-            None,
-        )
-        .await
-        .unwrap()
-        .task;
     let out = Output::new(format!("{}/img.png", o.url), "image/png");
-    for e in [
-        gengate_core::Event::Claim,
-        gengate_core::Event::Accept {
-            provider_task_id: "gone-from-memory".into(),
-        },
-        gengate_core::Event::Succeed { outputs: vec![out] },
-    ] {
-        let (mut next, _) = gengate_core::apply(&task, e, gengate_server::now_ms()).unwrap();
-        next.version = task.version + 1;
-        assert!(
-            store
-                .update_task(&next, gengate_store::Fence::Lease)
-                .await
-                .unwrap()
-        );
-        task = next;
-    }
+    let (cfg, store, dir, task, _) = prepared_task(
+        7,
+        None,
+        vec![
+            gengate_core::Event::Claim,
+            gengate_core::Event::Accept {
+                provider_task_id: "gone-from-memory".into(),
+            },
+            gengate_core::Event::Succeed { outputs: vec![out] },
+        ],
+    )
+    .await;
     // The crash interrupted the copy: a torn object under the key and a
     // temp file beside it.
     let key_dir = dir.path().join(format!("media/t/{}", task.id));
@@ -836,70 +800,33 @@ async fn a_task_left_storing_by_a_crash_is_copied_again_at_start() {
 #[tokio::test]
 async fn an_admin_recopies_a_result_whose_copy_failed_and_it_is_not_charged_again() {
     let o = origin().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut cfg = test_config().finish().unwrap();
-    cfg.server.data_dir = dir.path().to_owned();
-    let store = gengate_store::open(&cfg.store_url()).await.unwrap();
-    let alice = store
-        .create_key("alice", gengate_core::Role::User, "h-alice", "gg_alice", 1)
-        .await
-        .unwrap()
-        .user_id;
-    store
-        .accounts()
-        .grant(alice, 10, "test", "root", 1)
-        .await
-        .unwrap();
-    let now = gengate_server::now_ms();
-    let mut task = store
-        .create_task(
-            NewTask {
-                id: gengate_core::id::task_id(now, 9),
-                user_id: alice,
-                model: "sim-image".into(),
-                provider: "sim".into(),
-                input: json!({"prompt": "p"}),
-                public: false,
-                priority: 0,
-                max_attempts: 1,
-                deadline_at: now + 600_000,
-                created_at: now,
-                webhook_url: None,
-                billing: Some(gengate_core::Billing {
-                    held: 4,
-                    per_output: None,
-                    refund_on: Default::default(),
-                }),
-                limits: Default::default(),
-            },
-            None,
-        )
-        .await
-        .unwrap()
-        .task;
-    // The provider finished; storage refused the copy until it gave up.
     let out = Output::new(format!("{}/img.png", o.url), "image/png");
-    for e in [
-        gengate_core::Event::Claim,
-        gengate_core::Event::Accept {
-            provider_task_id: "p-1".into(),
-        },
-        gengate_core::Event::Succeed { outputs: vec![out] },
-        gengate_core::Event::Fail {
-            error: gengate_core::TaskError::new("output_copy_failed", "503 from the bucket", true),
-            retry_at: 0,
-        },
-    ] {
-        let (mut next, _) = gengate_core::apply(&task, e, gengate_server::now_ms()).unwrap();
-        next.version = task.version + 1;
-        assert!(
-            store
-                .update_task(&next, gengate_store::Fence::Lease)
-                .await
-                .unwrap()
-        );
-        task = next;
-    }
+    // The provider finished; storage refused the copy until it gave up.
+    let billing = gengate_core::Billing {
+        held: 4,
+        per_output: None,
+        refund_on: Default::default(),
+    };
+    let (cfg, store, dir, task, alice) = prepared_task(
+        9,
+        Some(billing),
+        vec![
+            gengate_core::Event::Claim,
+            gengate_core::Event::Accept {
+                provider_task_id: "p-1".into(),
+            },
+            gengate_core::Event::Succeed { outputs: vec![out] },
+            gengate_core::Event::Fail {
+                error: gengate_core::TaskError::new(
+                    "output_copy_failed",
+                    "503 from the bucket",
+                    true,
+                ),
+                retry_at: 0,
+            },
+        ],
+    )
+    .await;
     let balance = |store: Arc<dyn gengate_store::Store>| async move {
         let a = store.accounts().account(alice).await.unwrap().unwrap();
         (a.balance, a.held)
@@ -935,4 +862,70 @@ async fn an_admin_recopies_a_result_whose_copy_failed_and_it_is_not_charged_agai
         again.body
     );
     assert!(store.accounts().ledger_drift().await.unwrap().is_empty());
+}
+
+/// A store prepared before the server starts, as a crash or an outage left
+/// it: alice (with 10 credits) and her task `n`, holding `billing`, moved
+/// through `events`. Returns the config, the store, its folder, the task
+/// and alice's id.
+async fn prepared_task(
+    n: u128,
+    billing: Option<gengate_core::Billing>,
+    events: Vec<gengate_core::Event>,
+) -> (
+    gengate_config::Config,
+    Arc<dyn gengate_store::Store>,
+    tempfile::TempDir,
+    Task,
+    i64,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config().finish().unwrap();
+    cfg.server.data_dir = dir.path().to_owned();
+    let store = gengate_store::open(&cfg.store_url()).await.unwrap();
+    let alice = store
+        .create_key("alice", gengate_core::Role::User, "h-alice", "gg_alice", 1)
+        .await
+        .unwrap()
+        .user_id;
+    store
+        .accounts()
+        .grant(alice, 10, "test", "root", 1)
+        .await
+        .unwrap();
+    let now = gengate_server::now_ms();
+    let mut task = store
+        .create_task(
+            NewTask {
+                id: gengate_core::id::task_id(now, n),
+                user_id: alice,
+                model: "sim-image".into(),
+                provider: "sim".into(),
+                input: json!({"prompt": "p"}),
+                public: false,
+                priority: 0,
+                max_attempts: 1,
+                deadline_at: now + 600_000,
+                created_at: now,
+                webhook_url: None,
+                billing,
+                limits: Default::default(),
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .task;
+    for e in events {
+        let (mut next, _) = gengate_core::apply(&task, e, gengate_server::now_ms()).unwrap();
+        next.version = task.version + 1;
+        assert!(
+            store
+                .update_task(&next, gengate_store::Fence::Lease)
+                .await
+                .unwrap()
+        );
+        task = next;
+    }
+    (cfg, store, dir, task, alice)
 }
