@@ -6,9 +6,11 @@
 # row, checks credits, tasks in flight, the day's count and the minute's
 # bucket, and writes its hold to the ledger). Rounds alternate the three so
 # that the machine's drift hits each alike; the figures are medians, and the
-# ratios are to BASE in the same run.
+# ratios are to BASE in the same run. Creates go to USERS users in turn (an
+# app's many users; 1 is the worst case on a shared store, where each create
+# of a user waits for the previous one's commit, its user row locked).
 #
-#   bench/accounts.sh BASE_BIN [DURATION] [ROUNDS] [STORE_URL]
+#   bench/accounts.sh BASE_BIN [DURATION] [ROUNDS] [STORE_URL] [USERS]
 #
 # BASE_BIN: a release build of the commit before accounts, e.g.
 #   git worktree add /tmp/base 033108f && \
@@ -19,10 +21,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-BASE="${1:?usage: bench/accounts.sh BASE_BIN [DURATION] [ROUNDS] [STORE_URL]}"
+BASE="${1:?usage: bench/accounts.sh BASE_BIN [DURATION] [ROUNDS] [STORE_URL] [USERS]}"
 DURATION="${2:-10s}"
 ROUNDS="${3:-3}"
 STORE="${4:-}"
+USERS="${5:-64}"
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 NEW="$TARGET_DIR/release/gengate"
 [ -x "$NEW" ] || { echo "build first: cargo build --release" >&2; exit 1; }
@@ -54,7 +57,7 @@ TOML
     new-paid) cat <<TOML
 [limits]
 max_active = 1000000
-creates_per_minute = 1000000
+creates_per_minute = 100000000
 tasks_per_day = 100000000
 [models.sim-image]
 provider = "sim"
@@ -88,17 +91,22 @@ round() {
   rm -rf "$WORK/data"
   config "$variant" > "$WORK/gengate.toml"
   if [ -n "$STORE" ]; then fresh_db; "$bin" migrate --config "$WORK/gengate.toml" >/dev/null; fi
-  local key admin
-  key=$("$bin" keys create --user bench --config "$WORK/gengate.toml" 2>/dev/null)
+  local admin u
+  : > "$WORK/keys"
+  for u in $(seq "$USERS"); do
+    "$bin" keys create --user "bench$u" --config "$WORK/gengate.toml" 2>/dev/null >> "$WORK/keys"
+  done
   admin=$("$bin" keys create --user root --admin --config "$WORK/gengate.toml" 2>/dev/null)
   "$bin" serve --config "$WORK/gengate.toml" --listen 127.0.0.1:0 > "$WORK/out" 2>"$WORK/err" &
   PID=$!
   local url; url=$(wait_url "$WORK/out")
   if [ "$variant" = new-paid ]; then
-    curl -sf -X POST "$url/v1/admin/users/bench/credits" -H "Authorization: Bearer $admin" \
-      -H 'Content-Type: application/json' -d '{"amount":1000000000000,"reason":"bench"}' >/dev/null
+    for u in $(seq "$USERS"); do
+      curl -sf -X POST "$url/v1/admin/users/bench$u/credits" -H "Authorization: Bearer $admin" \
+        -H 'Content-Type: application/json' -d '{"amount":1000000000000,"reason":"bench"}' >/dev/null
+    done
   fi
-  local out; out=$(wrk -t2 -c64 -d"$DURATION" -H "Authorization: Bearer $key" -s bench/create.lua "$url/v1/tasks")
+  local out; out=$(wrk -t2 -c64 -d"$DURATION" -s bench/create-users.lua "$url/v1/tasks" -- "$WORK/keys")
   local non2xx; non2xx=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
   [ -z "$non2xx" ] || { echo "$variant: $non2xx answers were not 2xx" >&2; exit 1; }
@@ -108,7 +116,7 @@ round() {
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 
 declare -a BASE_R FREE_R PAID_R
-echo "POST /v1/tasks, wrk -t2 -c64 -d$DURATION, $ROUNDS rounds, store ${STORE:-sqlite}, $(nproc) cores" >&2
+echo "POST /v1/tasks, wrk -t2 -c64 -d$DURATION, $USERS users, $ROUNDS rounds, store ${STORE:-sqlite}, $(nproc) cores" >&2
 for r in $(seq "$ROUNDS"); do
   BASE_R+=("$(round base "$BASE")")
   FREE_R+=("$(round new-free "$NEW")")
