@@ -27,6 +27,13 @@ pub(super) fn account_in(c: &Connection, user_id: i64) -> Result<Option<Account>
     first(c, &sql, [user_id], |r| account_from(r))
 }
 
+/// A user's balance (the statement prepared once per connection: it runs
+/// at every priced task's end).
+fn balance_in(c: &Connection, user_id: i64) -> Result<i64> {
+    first(c, sql::BALANCE, [user_id], |r| r.get(0))?
+        .ok_or_else(|| StoreError::Corrupt(format!("no user {user_id}")))
+}
+
 /// Admits a create of `task` (counted, its price held) or refuses it.
 pub(super) fn admit_in(c: &Connection, task: &Task, limits: Limits) -> Result<()> {
     let account = account_in(c, task.user_id)?
@@ -57,9 +64,7 @@ pub(super) fn close_in(c: &Connection, t: &Task) -> Result<()> {
         crate::rows::args![held, back, t.user_id],
     )?;
     if let Some((kind, back)) = entry {
-        let balance: i64 = c
-            .query_row(sql::BALANCE, [t.user_id], |r| r.get(0))
-            .map_err(db_err)?;
+        let balance = balance_in(c, t.user_id)?;
         exec(c, sql::INSERT_LEDGER, close_entry(t, kind, back, balance))?;
     }
     Ok(())
@@ -80,9 +85,7 @@ pub(super) fn grant_in(
             constraint: "balance".into(),
         });
     }
-    let balance: i64 = c
-        .query_row(sql::BALANCE, [user_id], |r| r.get(0))
-        .map_err(db_err)?;
+    let balance = balance_in(c, user_id)?;
     exec(
         c,
         sql::INSERT_LEDGER,
