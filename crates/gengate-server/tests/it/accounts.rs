@@ -229,25 +229,14 @@ async fn token(app: &TestApp, key: &str, body: Value) -> String {
 
 /// An app whose provider is the simulator over HTTP, so that outputs are
 /// copied into gengate's own storage (`/media/t/<task>/…`).
-async fn copying_app() -> (TestApp, tokio_util::sync::DropGuard) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mock_url = format!("http://{}", listener.local_addr().unwrap());
-    let behavior = gengate_mock::sim::Behavior {
-        latency_min: Duration::from_millis(20),
-        latency_max: Duration::from_millis(50),
-        fail_rate: 0.0,
-    };
-    let stop = tokio_util::sync::CancellationToken::new();
-    tokio::spawn(gengate_mock::serve_sim(
-        listener,
-        gengate_mock::MockConfig::new(behavior, 4, &mock_url, ""),
-        stop.clone(),
-    ));
+async fn copying_app() -> (TestApp, crate::http_provider::Mock) {
+    let mock = crate::http_provider::spawn_mock(4, 20).await;
+    let url = mock.url.clone();
     let app = spawn_app_with(move |cfg| {
-        cfg.providers.get_mut("sim").unwrap().base_url = Some(http_url(&mock_url));
+        cfg.providers.get_mut("sim").unwrap().base_url = Some(http_url(&url));
     })
     .await;
-    (app, stop.drop_guard())
+    (app, mock)
 }
 
 #[tokio::test]
@@ -486,24 +475,10 @@ async fn admins_manage_users_keys_and_credits_and_every_step_is_audited() {
         .unwrap();
     assert_eq!(hers["user"], "alice");
     assert!(hers.get("key").is_none() && hers["prefix"].is_string());
-    let id = hers["id"].to_string();
-    let r = send(
-        &app,
-        Method::DELETE,
-        &admin,
-        &format!("/v1/admin/keys/{id}"),
-        None,
-    )
-    .await;
+    let revoke = format!("/v1/admin/keys/{}", hers["id"]);
+    let r = send(&app, Method::DELETE, &admin, &revoke, None).await;
     assert_eq!(r.status, 204);
-    let r = send(
-        &app,
-        Method::DELETE,
-        &admin,
-        &format!("/v1/admin/keys/{id}"),
-        None,
-    )
-    .await;
+    let r = send(&app, Method::DELETE, &admin, &revoke, None).await;
     assert_eq!(r.status, 404, "already revoked");
     wait_until(
         "the revoked key refused",

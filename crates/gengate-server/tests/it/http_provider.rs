@@ -16,12 +16,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::helpers::*;
 
-struct Mock {
-    url: String,
+/// The simulator's HTTP mock on loopback, until dropped.
+pub(crate) struct Mock {
+    pub(crate) url: String,
     _stop: tokio_util::sync::DropGuard,
 }
 
-async fn spawn_mock(concurrency: usize, latency_ms: u64) -> Mock {
+pub(crate) async fn spawn_mock(concurrency: usize, latency_ms: u64) -> Mock {
     spawn_failing_mock(concurrency, latency_ms, 0.0).await
 }
 

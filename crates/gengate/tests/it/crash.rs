@@ -14,27 +14,35 @@ use crate::process::{Proc, create_key, get_json, serve_args, start_mock};
 async fn statuses(client: &reqwest::Client, url: &str, keys: &[String]) -> HashMap<String, String> {
     let mut out = HashMap::new();
     for key in keys {
-        let mut cursor = String::new();
-        loop {
-            let page = get_json(
-                client,
-                &format!("{url}/v1/tasks?limit=100{cursor}"),
-                Some(key),
-            )
-            .await;
-            for t in page["data"].as_array().expect("data") {
-                out.insert(
-                    t["id"].as_str().unwrap().to_owned(),
-                    t["status"].as_str().unwrap().to_owned(),
-                );
-            }
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = format!("&cursor={c}"),
-                None => break,
-            }
+        for t in all_pages(client, url, "/v1/tasks", "data", key).await {
+            out.insert(
+                t["id"].as_str().unwrap().to_owned(),
+                t["status"].as_str().unwrap().to_owned(),
+            );
         }
     }
     out
+}
+
+/// The items (under `field`) of every page of the listing at `path`, as
+/// `key`, following `next_cursor`.
+async fn all_pages(
+    client: &reqwest::Client,
+    url: &str,
+    path: &str,
+    field: &str,
+    key: &str,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = get_json(client, &format!("{url}{path}?limit=100{cursor}"), Some(key)).await;
+        out.extend(page[field].as_array().expect("a page").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => return out,
+        }
+    }
 }
 
 /// The provider account a crash test runs against: a mock process, the
@@ -491,25 +499,6 @@ allow_private = true
     )
 }
 
-/// Every page of `path` (a ledger) as `key`.
-async fn all_entries(client: &reqwest::Client, url: &str, key: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let page = get_json(
-            client,
-            &format!("{url}/v1/ledger?limit=100{cursor}"),
-            Some(key),
-        )
-        .await;
-        out.extend(page["entries"].as_array().unwrap().iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = format!("&cursor={c}"),
-            None => return out,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_paid_creates_successes_and_failures_keeps_every_ledger_whole() {
     let dir = tempfile::tempdir().unwrap();
@@ -600,7 +589,7 @@ async fn kill_9_during_paid_creates_successes_and_failures_keeps_every_ledger_wh
     .await;
     let mut kinds_seen = HashMap::new();
     for key in &keys {
-        let entries = all_entries(&client, &url, key).await;
+        let entries = all_pages(&client, &url, "/v1/ledger", "entries", key).await;
         let balance = get_json(&client, &format!("{url}/v1/balance"), Some(key)).await;
         let sum: i64 = entries.iter().map(|e| e["amount"].as_i64().unwrap()).sum();
         assert_eq!(
@@ -623,21 +612,9 @@ async fn kill_9_during_paid_creates_successes_and_failures_keeps_every_ledger_wh
                     .push((kind, e["amount"].as_i64().unwrap()));
             }
         }
-        let mut listed = 0;
-        let mut cursor = String::new();
-        loop {
-            let page = get_json(
-                &client,
-                &format!("{url}/v1/tasks?limit=100{cursor}"),
-                Some(key),
-            )
-            .await;
-            listed += page["data"].as_array().unwrap().len();
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = format!("&cursor={c}"),
-                None => break,
-            }
-        }
+        let listed = all_pages(&client, &url, "/v1/tasks", "data", key)
+            .await
+            .len();
         assert_eq!(listed, per_task.len(), "every task is in the ledger");
         for (task, mut moves) in per_task {
             moves.sort();
