@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Create exactly N tasks over keep-alive connections from THREADS threads.
+KEY may be @FILE: one key per line, used in turn (many users' creates).
 Loopback only.   create.py URL KEY N [THREADS]"""
 import http.client
 import json
@@ -8,6 +9,7 @@ import threading
 from urllib.parse import urlparse
 
 url, key, n = urlparse(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+keys = [k.strip() for k in open(key[1:]) if k.strip()] if key.startswith("@") else [key]
 threads = int(sys.argv[4]) if len(sys.argv) > 4 else 16
 assert url.hostname in ("127.0.0.1", "localhost", "::1"), "loopback only"
 counter = iter(range(n))
@@ -17,12 +19,12 @@ failed = []
 
 def work():
     conn = http.client.HTTPConnection(url.hostname, url.port)
-    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
     while True:
         with lock:
             i = next(counter, None)
         if i is None:
             return
+        headers = {"Authorization": f"Bearer {keys[i % len(keys)]}", "Content-Type": "application/json"}
         body = json.dumps({"model": "sim-image", "input": {"prompt": f"in flight {i}", "size": "512x512"}})
         conn.request("POST", "/v1/tasks", body, headers)
         resp = conn.getresponse()

@@ -2,6 +2,8 @@
 //! transaction: a create's admission and hold, a finished task's settlement
 //! or refund, an admin's grant, and the account reads.
 
+use std::sync::LazyLock;
+
 use gengate_core::{Limits, Task};
 use rusqlite::{Connection, params, params_from_iter};
 
@@ -22,9 +24,11 @@ fn exec(c: &Connection, sql: &str, args: Vec<Arg>) -> Result<usize> {
         .map_err(db_err)
 }
 
+/// A user's account (the statement built once: it runs at every create).
 pub(super) fn account_in(c: &Connection, user_id: i64) -> Result<Option<Account>> {
-    let sql = format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE id = ?1");
-    first(c, &sql, [user_id], |r| account_from(r))
+    static SQL: LazyLock<String> =
+        LazyLock::new(|| format!("SELECT {ACCOUNT_COLUMNS} FROM users WHERE id = ?1"));
+    first(c, &SQL, [user_id], |r| account_from(r))
 }
 
 /// A user's balance (the statement prepared once per connection: it runs

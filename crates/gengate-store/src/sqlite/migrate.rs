@@ -16,6 +16,10 @@ pub(super) const MIGRATIONS: &[(i64, &str)] = &[
         include_str!("../../migrations/sqlite/0004_service_role.sql"),
     ),
     (5, include_str!("../../migrations/sqlite/0005_credits.sql")),
+    (
+        6,
+        include_str!("../../migrations/sqlite/0006_ledger_check.sql"),
+    ),
 ];
 
 /// Applies the migrations `conn`'s database has not had yet, each in a
