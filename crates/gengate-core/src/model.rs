@@ -226,6 +226,75 @@ impl FieldSpec {
     }
 }
 
+impl FieldSpec {
+    /// This field as JSON Schema (draft 2020-12), accepting exactly what
+    /// [`ModelSpec::validate_input`] accepts for it. An optional field may
+    /// also be `null`, which means "not given".
+    pub fn json_schema(&self) -> Value {
+        let mut s = Map::new();
+        let ty = match self.ty {
+            FieldType::String => Some("string"),
+            FieldType::Integer => Some("integer"),
+            FieldType::Number => Some("number"),
+            FieldType::Boolean => Some("boolean"),
+            FieldType::Url => Some("string"),
+            FieldType::Enum => None,
+        };
+        match (ty, self.required) {
+            (Some(ty), true) => {
+                s.insert("type".into(), ty.into());
+            }
+            (Some(ty), false) => {
+                s.insert("type".into(), serde_json::json!([ty, "null"]));
+            }
+            (None, _) => {
+                let mut values = self.values.clone();
+                if !self.required {
+                    values.push(Value::Null);
+                }
+                s.insert("enum".into(), Value::Array(values));
+            }
+        }
+        if self.ty == FieldType::Url {
+            s.insert("format".into(), "uri".into());
+            s.insert("maxLength".into(), MAX_URL_LEN.into());
+            s.insert("pattern".into(), URL_PATTERN.into());
+        }
+        if let Some(n) = self.min_length {
+            s.insert("minLength".into(), n.into());
+        }
+        if let Some(n) = self.max_length {
+            s.insert("maxLength".into(), n.into());
+        }
+        for (key, bound) in [("minimum", self.minimum), ("maximum", self.maximum)] {
+            if let Some(b) = bound {
+                s.insert(key.into(), number(b));
+            }
+        }
+        if let Some(d) = &self.default {
+            s.insert("default".into(), d.clone());
+        }
+        if let Some(d) = &self.description {
+            s.insert("description".into(), d.clone().into());
+        }
+        Value::Object(s)
+    }
+}
+
+/// [`is_http_url`] as far as a regular expression says it: `http(s)://`, a
+/// host that does not start with `:`, no spaces or control characters.
+const URL_PATTERN: &str = r"^https?://[^\s/?#:\x00-\x1f\x7f][^\s\x00-\x1f\x7f]*$";
+
+/// A bound as JSON: an integer where it is one, so that schemas read `1`,
+/// not `1.0`.
+fn number(b: f64) -> Value {
+    if b.fract() == 0.0 && b.abs() < 9.0e15 {
+        Value::from(b as i64)
+    } else {
+        Value::from(b)
+    }
+}
+
 /// Whether `s` is an absolute `http`/`https` URL of sane length with a host.
 pub fn is_http_url(s: &str) -> bool {
     let rest = s
@@ -267,6 +336,30 @@ impl ModelSpec {
 
     /// Validates `input` and returns it with defaults filled in.
     ///
+    /// The model's input as a JSON Schema (draft 2020-12) document: an
+    /// object of the declared fields, no others.
+    pub fn input_schema(&self) -> Value {
+        let properties: Map<String, Value> = self
+            .fields
+            .iter()
+            .map(|(name, f)| (name.clone(), f.json_schema()))
+            .collect();
+        let required: Vec<&str> = self
+            .fields
+            .iter()
+            .filter(|(_, f)| f.required)
+            .map(|(name, _)| name.as_str())
+            .collect();
+        serde_json::json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "title": self.name,
+            "type": "object",
+            "properties": properties,
+            "required": required,
+            "additionalProperties": false,
+        })
+    }
+
     /// # Errors
     /// [`InputError`] for the first offending field, in field-name order:
     /// not an object, an unknown field, a missing required field, or a value

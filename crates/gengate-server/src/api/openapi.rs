@@ -1,8 +1,11 @@
 //! `/openapi.json`, generated from the handlers' annotations and the view
 //! types, so it cannot drift from the code.
 
+use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
+use gengate_core::ModelSpec;
+use serde_json::{Value, json};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
@@ -16,7 +19,7 @@ use crate::state::App;
         super::tasks::create_task, super::tasks::get_task, super::tasks::list_tasks, super::tasks::cancel_task, super::tasks::delete_task,
         super::events::task_events, super::events::user_events,
         super::webhooks::secret, super::webhooks::deliveries,
-        super::catalog::list_models, super::catalog::gallery,
+        super::catalog::list_models, super::catalog::gallery, super::uploads::upload,
         super::accounts::create_token, super::accounts::balance, super::accounts::ledger,
         super::admin::stats, super::admin::create_key, super::admin::list_keys, super::admin::revoke_key,
         super::admin::list_users, super::admin::get_user, super::admin::patch_user, super::admin::grant,
@@ -53,5 +56,48 @@ impl Modify for BearerAuth {
 }
 
 pub(super) fn router() -> Router<App> {
-    Router::new().route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+    Router::new().route(
+        "/openapi.json",
+        get(|State(app): State<App>| async move { Json(document(app.tasks.catalog().values())) }),
+    )
+}
+
+/// The document with the configured models' inputs: each one's JSON Schema
+/// as the component `ModelInput.{name}`, and a create's body as one of
+/// them, chosen by its `model`, so that a client generated from it (or a
+/// fuzzer) builds inputs the server accepts.
+pub(super) fn document<'a>(models: impl Iterator<Item = &'a ModelSpec>) -> Value {
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).unwrap_or_default();
+    let mut branches = Vec::new();
+    for m in models {
+        let name = format!("ModelInput.{}", component_name(&m.name));
+        let mut schema = m.input_schema();
+        if let Some(o) = schema.as_object_mut() {
+            o.remove("$schema");
+        }
+        branches.push(json!({
+            "properties": {
+                "model": {"const": m.name},
+                "input": {"$ref": format!("#/components/schemas/{name}")},
+            },
+        }));
+        doc["components"]["schemas"][name] = schema;
+    }
+    if !branches.is_empty() {
+        doc["components"]["schemas"]["CreateTaskRequest"]["oneOf"] = Value::Array(branches);
+    }
+    doc
+}
+
+/// `name` as OpenAPI allows a component's name (`[A-Za-z0-9._-]`).
+fn component_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }

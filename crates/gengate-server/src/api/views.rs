@@ -170,7 +170,10 @@ pub struct ModelView {
     pub kind: gengate_core::ModelKind,
     pub provider: String,
     pub description: String,
-    /// The input schema: field name → declaration (type, required, default, bounds).
+    /// The input as a JSON Schema (draft 2020-12) object schema: `type`,
+    /// `enum`, `default`, `minimum`/`maximum`, `minLength`/`maxLength`,
+    /// `format: uri`, `required`; no other fields. Also in `/openapi.json`
+    /// as the component `ModelInput.{name}`.
     #[schema(value_type = Object)]
     pub input: Value,
 }
@@ -182,7 +185,7 @@ impl ModelView {
             kind: m.kind,
             provider: m.provider.clone(),
             description: m.description.clone(),
-            input: serde_json::to_value(&m.fields).unwrap_or(Value::Null),
+            input: m.input_schema(),
         }
     }
 }

@@ -98,15 +98,109 @@ async fn openapi_describes_every_route_and_models_list_their_schema() {
         .map(|m| m["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["sim-image", "sim-video"]);
-    let prompt = &models.body["data"][0]["input"]["prompt"];
+    let schema = &models.body["data"][0]["input"];
+    let prompt = &schema["properties"]["prompt"];
     assert_eq!(
         (
+            schema["$schema"].as_str(),
             prompt["type"].as_str(),
-            prompt["required"].as_bool(),
-            prompt["max_length"].as_u64()
+            prompt["maxLength"].as_u64(),
+            schema["required"]
+                .as_array()
+                .map(|r| r.contains(&"prompt".into())),
         ),
-        (Some("string"), Some(true), Some(2000))
+        (
+            Some("https://json-schema.org/draft/2020-12/schema"),
+            Some("string"),
+            Some(2000),
+            Some(true)
+        )
     );
+    assert_eq!(
+        doc["components"]["schemas"]["ModelInput.sim-image"]["properties"], schema["properties"],
+        "the document carries the same schema"
+    );
+}
+
+/// The models' input schemas, checked by an independent validator (Python's
+/// `jsonschema`, draft 2020-12), accept exactly the inputs the server takes.
+#[tokio::test]
+async fn model_schemas_accept_what_the_server_accepts() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import jsonschema"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "CI must check the schemas: pip install jsonschema"
+        );
+        eprintln!("skipped: python3 with jsonschema is not installed");
+        return;
+    }
+    let app = spawn_app().await;
+    let models = read(app.client.get(app.url("/v1/models")).send().await.unwrap()).await;
+    let long = "x".repeat(2001);
+    let inputs = [
+        serde_json::json!({"prompt": "a cat"}),
+        serde_json::json!({"prompt": "a cat", "size": "512x512", "steps": 50}),
+        serde_json::json!({"prompt": "a cat", "steps": null, "seed": 7}),
+        serde_json::json!({"prompt": "a cat", "duration": "10", "image_url": "https://example.com/a.png"}),
+        serde_json::json!({}),
+        serde_json::json!({"prompt": null}),
+        serde_json::json!({"prompt": 5}),
+        serde_json::json!({"prompt": ""}),
+        serde_json::json!({"prompt": long}),
+        serde_json::json!({"prompt": "a", "size": "1x1"}),
+        serde_json::json!({"prompt": "a", "steps": 0}),
+        serde_json::json!({"prompt": "a", "steps": "5"}),
+        serde_json::json!({"prompt": "a", "seed": -1}),
+        serde_json::json!({"prompt": "a", "image_url": "ftp://example.com/a.png"}),
+        serde_json::json!({"prompt": "a", "image_url": "https://"}),
+        serde_json::json!({"prompt": "a", "image_url": "https://a b"}),
+        serde_json::json!({"prompt": "a", "nope": 1}),
+        serde_json::json!([1]),
+    ];
+    let script = r#"
+import json, sys
+from jsonschema import Draft202012Validator
+job = json.load(sys.stdin)
+Draft202012Validator.check_schema(job["schema"])
+v = Draft202012Validator(job["schema"])
+print(json.dumps([v.is_valid(i) for i in job["inputs"]]))
+"#;
+    let mut checked = 0;
+    for model in models.body["data"].as_array().unwrap() {
+        let job = serde_json::json!({"schema": model["input"], "inputs": inputs});
+        let mut child = std::process::Command::new("python3")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(job.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "the schema of {model} is not valid");
+        let valid: Vec<bool> = serde_json::from_slice(&out.stdout).unwrap();
+        for (input, valid) in inputs.iter().zip(valid) {
+            let body = serde_json::json!({"model": model["name"], "input": input});
+            let r = app.post_task(&body).await;
+            assert_eq!(
+                (r.status == 202, r.status == 202 || r.status == 422),
+                (valid, true),
+                "{body}: the schema says valid={valid}, the server {} {}",
+                r.status,
+                r.body
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 2 * inputs.len(), "both models checked");
 }
 
 #[tokio::test]
