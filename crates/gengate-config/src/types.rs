@@ -297,6 +297,13 @@ pub struct MediaConfig {
     /// How long stored originals are kept after their task finished;
     /// `media gc` deletes older ones (thumbnails stay). Unset: forever.
     pub retention: Option<Dur>,
+    /// Largest upload (`POST /v1/uploads`), separate from the JSON limit.
+    pub upload_max_bytes: Bytes,
+    /// Most pixels (width × height) of an uploaded image.
+    pub upload_max_pixels: u64,
+    /// How long the signed URL of an upload stays valid (it must outlive
+    /// the tasks that use it: a provider fetches it when the task runs).
+    pub upload_url_ttl: Dur,
     pub s3: S3Config,
 }
 
@@ -312,6 +319,9 @@ impl Default for MediaConfig {
             allow_private: false,
             allowed_hosts: Vec::new(),
             retention: None,
+            upload_max_bytes: Bytes(20 << 20),
+            upload_max_pixels: 40_000_000,
+            upload_url_ttl: Dur(Duration::from_secs(24 * 60 * 60)),
             s3: S3Config::default(),
         }
     }

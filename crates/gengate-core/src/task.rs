@@ -224,6 +224,12 @@ pub struct NewTask {
 }
 
 impl Task {
+    /// Whether it is in the public gallery (and its media public): its
+    /// owner made it public and it succeeded.
+    pub fn in_gallery(&self) -> bool {
+        self.public && self.status == Status::Succeeded
+    }
+
     /// How it ended, for its credits; `None` while unfinished.
     pub fn ending(&self) -> Option<Ending> {
         Some(match self.status {

@@ -35,6 +35,7 @@ use crate::service::auth::AuthService;
 use crate::service::callbacks::CallbackService;
 use crate::service::events::EventService;
 use crate::service::tasks::TaskService;
+use crate::service::uploads::{UploadRules, UploadService};
 use crate::service::webhooks::WebhookService;
 use crate::state::{App, AppState};
 use crate::{api, keys, now_ms};
@@ -356,6 +357,14 @@ pub fn build(
             .transpose()
             .context("cluster.redis_url")
     };
+    let uploads = UploadService::new(
+        media.clone(),
+        UploadRules {
+            max_bytes: cfg.media.upload_max_bytes.0,
+            max_pixels: cfg.media.upload_max_pixels,
+            url_ttl: cfg.media.upload_url_ttl.0,
+        },
+    );
     let tasks = TaskService::new(
         store.clone(),
         hub.clone(),
@@ -376,7 +385,7 @@ pub fn build(
         },
         &net,
     )?;
-    let auth = AuthService::new(store.clone());
+    let auth = AuthService::new(store.clone()).with_media_base(&format!("{public_url}/media"));
     let app = App::new(AppState {
         events: EventService::new(hub.clone(), tasks.clone(), shutdown),
         admin: AdminService::new(
@@ -391,6 +400,7 @@ pub fn build(
         callbacks: CallbackService::new(dispatcher.clone(), metrics.clone()),
         webhooks: WebhookService::new(webhooks.clone(), store.clone(), tasks.clone()),
         tasks,
+        uploads,
         auth,
         metrics,
         media_dir: cfg.media_dir(),
@@ -439,6 +449,12 @@ pub async fn serve(
     )
     .await
     .context("starting the event channel between nodes")?;
+    server
+        .app
+        .auth
+        .init_media_urls()
+        .await
+        .context("reading the media URLs' signing key")?;
     let store = server.store.clone();
     let dispatcher = tokio::spawn(server.dispatcher.run(server.shutdown_grace));
     let outbox = tokio::spawn(server.webhooks.run(shutdown.clone()));

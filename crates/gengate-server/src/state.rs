@@ -14,6 +14,7 @@ use crate::service::auth::AuthService;
 use crate::service::callbacks::CallbackService;
 use crate::service::events::EventService;
 use crate::service::tasks::TaskService;
+use crate::service::uploads::UploadService;
 use crate::service::webhooks::WebhookService;
 
 /// The handlers' state.
@@ -37,6 +38,7 @@ impl std::ops::Deref for App {
 /// What [`App`] shares.
 pub struct AppState {
     pub tasks: TaskService,
+    pub uploads: UploadService,
     pub events: EventService,
     pub admin: AdminService,
     pub accounts: AccountService,

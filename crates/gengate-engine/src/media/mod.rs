@@ -12,6 +12,7 @@ pub mod backend;
 pub mod gc;
 pub mod sniff;
 pub mod thumb;
+pub mod upload;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -75,6 +76,22 @@ impl From<StorageError> for CopyError {
     fn from(e: StorageError) -> Self {
         CopyError::Transient(e.to_string())
     }
+}
+
+/// Links `to` to the file `from` (replacing what `to` was, as a copy after
+/// a crash does); whether it could.
+async fn link(from: &std::path::Path, to: &std::path::Path) -> bool {
+    let Some(parent) = to.parent() else {
+        return false;
+    };
+    if tokio::fs::create_dir_all(parent).await.is_err() {
+        return false;
+    }
+    match tokio::fs::remove_file(to).await {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return false,
+        _ => {}
+    }
+    tokio::fs::hard_link(from, to).await.is_ok()
 }
 
 /// Redirect hops followed at most.
@@ -221,13 +238,14 @@ impl Media {
             }
         }
         let key = Self::key_of(&task.id, index, actual);
-        // Already ours and in place (the in-process simulator): record it.
-        let in_place = matches!(self.backend, Backend::Local { .. }) && own_file.is_some();
-        let key = match own_file {
-            Some((own_key, _)) if in_place => own_key,
-            _ => key,
+        // Already in our media directory (the in-process simulator's): a
+        // hard link gives it the task's key, so that it is served by the
+        // task's rules (private unless in the gallery), without a copy.
+        let linked = match (&self.backend, &own_file) {
+            (Backend::Local { dir, .. }, Some((_, path))) => link(path, &dir.join(&key)).await,
+            _ => false,
         };
-        let mut writer = if in_place {
+        let mut writer = if linked {
             None
         } else {
             Some(self.backend.writer(&key, actual).await?)

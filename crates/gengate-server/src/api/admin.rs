@@ -518,7 +518,7 @@ pub(super) async fn search_tasks(
             .iter()
             .map(|t| AdminTaskView {
                 user_id: t.user_id,
-                task: TaskView::new(t, app.tasks.queue_info(t)),
+                task: TaskView::new(t, app.tasks.queue_info(t), app.auth.media_urls()),
             })
             .collect(),
         next_cursor,
@@ -588,7 +588,7 @@ pub(super) async fn hide_task(
     let t = app.admin.hide_task(&admin, &id).await?;
     Ok(Json(AdminTaskView {
         user_id: t.user_id,
-        task: TaskView::new(&t, app.tasks.queue_info(&t)),
+        task: TaskView::new(&t, app.tasks.queue_info(&t), app.auth.media_urls()),
     }))
 }
 
@@ -616,7 +616,7 @@ pub(super) async fn retry_task(
         status,
         Json(AdminTaskView {
             user_id: placed.task.user_id,
-            task: TaskView::new(&placed.task, placed.queue),
+            task: TaskView::new(&placed.task, placed.queue, app.auth.media_urls()),
         }),
     ))
 }
@@ -639,7 +639,7 @@ pub(super) async fn recopy_task(
         StatusCode::ACCEPTED,
         Json(AdminTaskView {
             user_id: t.user_id,
-            task: TaskView::new(&t, app.tasks.queue_info(&t)),
+            task: TaskView::new(&t, app.tasks.queue_info(&t), app.auth.media_urls()),
         }),
     ))
 }

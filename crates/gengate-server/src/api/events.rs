@@ -19,6 +19,7 @@ use gengate_store::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::views::TaskView;
 use crate::service::events::{Feed, FeedItem, TaskFeed};
+use crate::service::media_urls::MediaUrls;
 use crate::state::App;
 
 pub(super) fn router() -> Router<App> {
@@ -27,18 +28,21 @@ pub(super) fn router() -> Router<App> {
         .route("/v1/events", get(user_events))
 }
 
-/// An event stream of `feed`, kept alive every 15 s.
-fn stream(feed: Feed) -> Response {
-    let s: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
-        Box::pin(stream::unfold(feed, |mut feed| async move {
-            feed.next().await.map(|item| (Ok(event(item)), feed))
-        }));
+/// An event stream of `feed`, kept alive every 15 s; `urls` signs the
+/// media links of the tasks shown.
+fn stream(feed: Feed, urls: Option<MediaUrls>) -> Response {
+    let s: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> = Box::pin(
+        stream::unfold((feed, urls), |(mut feed, urls)| async move {
+            let item = feed.next().await?;
+            Some((Ok(event(item, urls.as_ref())), (feed, urls)))
+        }),
+    );
     Sse::new(s)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
 }
 
-fn event(item: FeedItem) -> Event {
+fn event(item: FeedItem, urls: Option<&MediaUrls>) -> Event {
     match item {
         FeedItem::Task {
             event_id,
@@ -47,7 +51,7 @@ fn event(item: FeedItem) -> Event {
         } => Event::default()
             .id(event_id)
             .event("task")
-            .json_data(TaskView::new(&task, queue))
+            .json_data(TaskView::new(&task, queue, urls))
             .unwrap_or_else(|_| {
                 Event::default()
                     .event("error")
@@ -86,7 +90,7 @@ pub(super) async fn task_events(
     {
         // Tells EventSource to stop reconnecting.
         TaskFeed::Finished => Ok(StatusCode::NO_CONTENT.into_response()),
-        TaskFeed::Live(feed) => Ok(stream(*feed)),
+        TaskFeed::Live(feed) => Ok(stream(*feed, app.auth.media_urls().cloned())),
     }
 }
 
@@ -104,5 +108,8 @@ pub(super) async fn user_events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     crate::service::may_list(&caller)?;
-    Ok(stream(app.events.user(&caller, last_event_id(&headers))))
+    Ok(stream(
+        app.events.user(&caller, last_event_id(&headers)),
+        app.auth.media_urls().cloned(),
+    ))
 }

@@ -1,14 +1,17 @@
 //! Local media: files under `<data_dir>/media`, served at `/media/…` when the
 //! local backend is in use. Names are unique per output, so responses are
 //! cacheable for a year. A task's files (`t/<task id>/…`) are public while
-//! the task is in the gallery; otherwise only its owner (a key, or a
-//! browser token as `?access_token=`) or an admin gets them, and caches
-//! keep them private. The simulator's files (`sim/…`) are public, as a
-//! provider's own output URLs are.
+//! the task is in the gallery; otherwise, like a user's uploads
+//! (`u/<user id>/…`), they are served only with a valid signature
+//! (`?exp=&sig=`, see [`crate::service::media_urls`]: `403` once expired or
+//! when forged), or to their owner (a key, or a browser token as
+//! `?access_token=`) or an admin, and caches keep them private. The
+//! simulator's files (`sim/…`) are public, as a provider's own output URLs
+//! are.
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -19,7 +22,12 @@ use tokio_util::io::ReaderStream;
 use gengate_store::Caller;
 
 use super::error::ApiError;
+use crate::service::media_urls::Signature;
 use crate::state::App;
+
+/// How long a browser may keep a private file (its owner's, or a signed
+/// link's until it expires).
+const PRIVATE_MAX_AGE: i64 = 3600;
 
 pub(super) fn router() -> Router<App> {
     Router::new().route("/media/{*path}", get(media))
@@ -68,6 +76,7 @@ fn parse_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()>
 async fn media(
     State(app): State<App>,
     Path(path): Path<String>,
+    RawQuery(query): RawQuery,
     caller: Option<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -79,11 +88,48 @@ async fn media(
     if !safe {
         return Err(ApiError::not_found("no such file"));
     }
-    // The simulated provider's own files (`sim/…`) stand in for a
-    // provider's CDN: public, as its URLs are.
-    let public = match path.strip_prefix("t/").and_then(|p| p.split('/').next()) {
-        Some(task_id) => app.tasks.media_access(caller.as_ref(), task_id).await?,
-        None => true,
+    let now = gengate_engine::now_ms();
+    let signature = app
+        .auth
+        .media_urls()
+        .map_or(Signature::Absent, |u| u.check(&path, query.as_deref(), now));
+    // How long a private answer may be kept (`None`: public).
+    let private_for = match signature {
+        Signature::Valid(exp) => Some((exp - now / 1000).clamp(0, PRIVATE_MAX_AGE)),
+        Signature::Expired => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "signature_expired",
+                "this link has expired; read the task again for a fresh one",
+            ));
+        }
+        Signature::Invalid => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "bad_signature",
+                "this link's signature is not valid",
+            ));
+        }
+        Signature::Absent => {
+            // The simulated provider's own files (`sim/…`) stand in for a
+            // provider's CDN: public, as its URLs are.
+            let public = match path.split_once('/') {
+                Some(("t", rest)) => {
+                    let task_id = rest.split('/').next().unwrap_or_default();
+                    app.tasks.media_access(caller.as_ref(), task_id).await?
+                }
+                // A user's uploads: theirs (or an admin's) to read.
+                Some(("u", rest)) => {
+                    let owner = rest.split('/').next().and_then(|u| u.parse().ok());
+                    match (caller.as_ref(), owner) {
+                        (Some(c), Some(owner)) if c.may_list() && c.may_read(owner, "") => false,
+                        _ => return Err(ApiError::not_found("no such file")),
+                    }
+                }
+                _ => true,
+            };
+            (!public).then_some(PRIVATE_MAX_AGE)
+        }
     };
     let full = app.media_dir.join(&path);
     let mut file = tokio::fs::File::open(&full)
@@ -104,11 +150,10 @@ async fn media(
         .map_or(0, |d| d.as_secs());
     let etag = format!("\"{len:x}-{mtime:x}\"");
     let etag_value = HeaderValue::from_str(&etag).expect("hex etag is a valid header");
-    let cache = HeaderValue::from_static(if public {
-        "public, max-age=31536000, immutable"
-    } else {
-        "private, max-age=3600"
-    });
+    let cache = match private_for {
+        None => HeaderValue::from_static("public, max-age=31536000, immutable"),
+        Some(secs) => HeaderValue::from_str(&format!("private, max-age={secs}")).expect("digits"),
+    };
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())

@@ -18,6 +18,7 @@ mod limit;
 mod media;
 mod openapi;
 mod tasks;
+mod uploads;
 mod webhooks;
 
 use std::time::Instant;
@@ -53,6 +54,7 @@ pub fn router(app: App) -> Router {
     let api = Router::new()
         .merge(bounded)
         .merge(tasks::router(limit))
+        .merge(uploads::router(limit))
         // Event streams live as long as the client wants (they end at
         // shutdown).
         .merge(events::router())

@@ -61,7 +61,11 @@ pub(super) async fn create_task(
     let created = app.tasks.create(&caller, key, req.into()).await?;
     let mut resp = (
         StatusCode::ACCEPTED,
-        Json(TaskView::new(&created.task, created.queue)),
+        Json(TaskView::new(
+            &created.task,
+            created.queue,
+            app.auth.media_urls(),
+        )),
     )
         .into_response();
     if created.replayed {
@@ -104,12 +108,18 @@ pub(super) async fn get_task(
     .await
     .map_err(|_| timed_out())??;
     let task = &found.task;
-    // A finished task's answer never changes: render it once.
-    if let Some(entry) = app.tasks.finished_entry(task) {
+    // A finished task's answer never changes: render it once, unless it
+    // carries signed links, which expire.
+    let signed = !task.outputs.is_empty() && !task.in_gallery();
+    if let Some(entry) = app.tasks.finished_entry(task).filter(|_| !signed) {
         let serialized = match entry.serialized.get() {
             Some(s) => s,
             None => {
-                let r = Rendered::new(&TaskView::new(task, QueueInfo::default()))?;
+                let r = Rendered::new(&TaskView::new(
+                    task,
+                    QueueInfo::default(),
+                    app.auth.media_urls(),
+                ))?;
                 entry
                     .serialized
                     .get_or_init(|| (r.body, r.etag.to_str().unwrap_or_default().to_owned()))
@@ -124,7 +134,7 @@ pub(super) async fn get_task(
     }
     Ok(cached_json(
         &headers,
-        &TaskView::new(task, found.queue),
+        &TaskView::new(task, found.queue, app.auth.media_urls()),
         PRIVATE,
     ))
 }
@@ -145,7 +155,7 @@ pub(super) async fn list_tasks(
         data: page
             .tasks
             .iter()
-            .map(|t| TaskView::new(t, app.tasks.queue_info(t)))
+            .map(|t| TaskView::new(t, app.tasks.queue_info(t), app.auth.media_urls()))
             .collect(),
         next_cursor: page.next_cursor.clone(),
     }))
@@ -179,5 +189,9 @@ pub(super) async fn cancel_task(
     Path(id): Path<String>,
 ) -> Result<Json<TaskView>, ApiError> {
     let task = app.tasks.cancel(&caller, &id).await?;
-    Ok(Json(TaskView::new(&task, Default::default())))
+    Ok(Json(TaskView::new(
+        &task,
+        Default::default(),
+        app.auth.media_urls(),
+    )))
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use crate::service::media_urls::MediaUrls;
 use crate::service::tasks::{CreateTask, ListParams};
 use gengate_engine::dispatch::QueueInfo;
 
@@ -81,27 +82,37 @@ pub struct TaskView {
     pub webhook: Option<String>,
 }
 
-fn outputs(task: &Task) -> Vec<OutputView> {
+/// A task's outputs as shown. Unless the task is in the gallery, URLs of
+/// this server's media are signed (see [`MediaUrls`]), so that the view's
+/// links open without a key.
+fn outputs(task: &Task, urls: Option<&MediaUrls>) -> Vec<OutputView> {
+    let sign = urls.filter(|_| !task.in_gallery());
+    let now = gengate_engine::now_ms();
+    let shown = |url: &str| match sign {
+        Some(urls) => urls.sign_for_view(url, now),
+        None => url.to_owned(),
+    };
     task.outputs
         .iter()
         .map(|o| OutputView {
-            url: o.url.clone(),
+            url: shown(&o.url),
             content_type: o.content_type.clone(),
             bytes: o.bytes,
             sha256: o.sha256.clone(),
-            thumbnail_url: o.thumbnail_url.clone(),
+            thumbnail_url: o.thumbnail_url.as_deref().map(shown),
         })
         .collect()
 }
 
 impl TaskView {
-    pub fn new(task: &Task, q: QueueInfo) -> Self {
+    /// `urls` signs the outputs' links of a task outside the gallery.
+    pub fn new(task: &Task, q: QueueInfo, urls: Option<&MediaUrls>) -> Self {
         Self {
             id: task.id.clone(),
             model: task.model.clone(),
             status: task.status.as_str(),
             input: task.input.clone(),
-            outputs: outputs(task),
+            outputs: outputs(task, urls),
             error: task.error.as_ref().map(|e| TaskErrorView {
                 code: e.code.clone(),
                 message: e.message.clone(),
@@ -149,7 +160,7 @@ impl GalleryItem {
                 .get("prompt")
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            outputs: outputs(task),
+            outputs: outputs(task, None),
             finished_at: task.finished_at.map(rfc3339),
         }
     }

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
 use super::ServiceError;
+use super::media_urls::MediaUrls;
 use crate::keys;
 
 /// How long a key lookup (found or not) is reused.
@@ -64,6 +65,9 @@ pub struct AuthService {
     cache: Arc<Mutex<KeyCache>>,
     end_users: Arc<Mutex<EndUserCache>>,
     token_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
+    /// `<public_url>/media`, and its signer once the key is read.
+    media_base: Arc<str>,
+    media_urls: Arc<std::sync::OnceLock<MediaUrls>>,
 }
 
 /// Whether `id` may name an end user: 1 to [`END_USER_MAX`] printable ASCII
@@ -79,7 +83,32 @@ impl AuthService {
             cache: Arc::default(),
             end_users: Arc::default(),
             token_key: Arc::default(),
+            media_base: Arc::from(""),
+            media_urls: Arc::default(),
         }
+    }
+
+    /// Media URLs under `media_base` (`<public_url>/media`) are signed.
+    pub fn with_media_base(mut self, media_base: &str) -> Self {
+        self.media_base = Arc::from(media_base);
+        self
+    }
+
+    /// Reads (or makes) the signing key of media URLs; the server does so
+    /// before it serves, so that [`AuthService::media_urls`] has it.
+    ///
+    /// # Errors
+    /// A store failure reading the key.
+    pub async fn init_media_urls(&self) -> Result<&MediaUrls, ServiceError> {
+        let key = self.token_key().await?;
+        Ok(self
+            .media_urls
+            .get_or_init(|| MediaUrls::new(key, &self.media_base)))
+    }
+
+    /// The media URL signer (`None` before [`AuthService::init_media_urls`]).
+    pub fn media_urls(&self) -> Option<&MediaUrls> {
+        self.media_urls.get()
     }
 
     /// The browser tokens' signing key, read (or made) once.

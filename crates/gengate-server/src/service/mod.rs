@@ -7,7 +7,9 @@ pub mod admin;
 pub mod auth;
 pub mod callbacks;
 pub mod events;
+pub mod media_urls;
 pub mod tasks;
+pub mod uploads;
 pub mod webhooks;
 
 use gengate_store::StoreError;

@@ -377,7 +377,7 @@ impl TaskService {
         task_id: &str,
     ) -> Result<bool, ServiceError> {
         let task = self.lookup(task_id).await?;
-        if task.public && task.status == Status::Succeeded {
+        if task.in_gallery() {
             return Ok(true);
         }
         match caller {

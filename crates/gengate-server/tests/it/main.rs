@@ -17,4 +17,5 @@ mod paging;
 mod polling_budget;
 mod providers;
 mod tls;
+mod uploads;
 mod webhooks;

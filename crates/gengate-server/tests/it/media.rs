@@ -229,17 +229,38 @@ async fn outputs_from_an_http_provider_are_copied_and_served_with_ranges_and_eta
     let t = app.get_task(&id).await;
     assert_eq!(t.status_text(), "succeeded", "{}", t.body);
     let out = &t.body["outputs"][0];
-    let url = out["url"].as_str().unwrap();
+    let signed = out["url"].as_str().unwrap();
     assert!(
-        url.starts_with(&format!("{}/media/t/{id}/0.", app.base)),
-        "{url}"
+        signed.starts_with(&format!("{}/media/t/{id}/0.", app.base)),
+        "{signed}"
     );
     let size = out["bytes"].as_u64().unwrap();
     let sha = out["sha256"].as_str().unwrap().to_owned();
 
-    // The task is private: its files are its owner's.
+    // The task is private: its files are its owner's, or open with the
+    // signed link its view gives.
+    let (url, query) = signed
+        .split_once('?')
+        .expect("a private output's link is signed");
+    assert!(
+        query.starts_with("exp=") && query.contains("&sig="),
+        "{query}"
+    );
     let anonymous = app.client.get(url).send().await.unwrap();
     assert_eq!(anonymous.status(), 404);
+    let r = app.client.get(signed).send().await.unwrap();
+    assert_eq!(r.status(), 200, "the signed link opens it");
+    let secs: i64 = r.headers()[header::CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .strip_prefix("private, max-age=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (1..=3600).contains(&secs),
+        "kept no longer than it works: {secs}"
+    );
     let r = app
         .client
         .get(url)
@@ -337,6 +358,13 @@ async fn in_process_sim_outputs_are_recorded_in_place_with_a_thumbnail() {
     assert_eq!(t.status_text(), "succeeded", "{}", t.body);
     let out = &t.body["outputs"][0];
     assert!(out["sha256"].as_str().unwrap().len() == 64, "{out}");
+    assert!(
+        out["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{}/media/t/{id}/0.", app.base)),
+        "linked under the task's key, whose rules serve it: {out}"
+    );
     let r = app
         .client
         .get(out["url"].as_str().unwrap())
@@ -745,10 +773,15 @@ async fn only_the_in_process_simulator_may_name_files_of_our_own_media() {
     s.in_place_providers = vec!["p".into()];
     let m = local_media(dir.path(), s, vec![]);
     let out = copy(&m, url, "image/png").await.unwrap();
+    let key = out.key.unwrap();
+    assert!(
+        key.starts_with("t/") && key.ends_with("/0.png") && key != "t/tsk_01OTHER/0.png",
+        "linked under the copying task's own key: {key}"
+    );
     assert_eq!(
-        out.key.as_deref(),
-        Some("t/tsk_01OTHER/0.png"),
-        "recorded in place"
+        std::fs::read(dir.path().join(&key)).unwrap(),
+        png(1000),
+        "the same file"
     );
 }
 
