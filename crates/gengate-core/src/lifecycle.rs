@@ -312,15 +312,7 @@ mod tests {
         let (t, _) = apply(&t, Event::Progress { progress: 0.5 }, 3).unwrap();
         let (t, _) = apply(&t, Event::Progress { progress: 0.2 }, 4).unwrap();
         assert_eq!(t.progress, 0.5, "progress never goes back");
-        let out = Output {
-            url: "u".into(),
-            content_type: "image/png".into(),
-            bytes: None,
-            expires_at: None,
-            key: None,
-            sha256: None,
-            thumbnail_url: None,
-        };
+        let out = Output::new("u", "image/png");
         let (t, fx) = apply(
             &t,
             Event::Succeed {

@@ -122,9 +122,18 @@ pub struct Output {
     /// Once stored: hex SHA-256 of the bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// A small preview (images), or the provider's poster (videos).
+    /// A small preview (images), or a poster (videos: the first frame, or
+    /// the provider's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub thumbnail_url: Option<String>,
+    /// Pixels, once stored (images from their header, videos by ffprobe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// Seconds, for videos (by ffprobe).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
 }
 
 impl Output {
@@ -138,6 +147,9 @@ impl Output {
             key: None,
             sha256: None,
             thumbnail_url: None,
+            width: None,
+            height: None,
+            duration_s: None,
         }
     }
 }

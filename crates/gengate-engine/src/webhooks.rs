@@ -67,6 +67,12 @@ struct OutputPayload<'a> {
     sha256: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     thumbnail_url: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_s: Option<f64>,
 }
 
 #[derive(Debug, serde::Serialize)]
@@ -91,6 +97,9 @@ impl<'a> TaskPayload<'a> {
                     bytes: o.bytes,
                     sha256: o.sha256.as_deref(),
                     thumbnail_url: o.thumbnail_url.as_deref(),
+                    width: o.width,
+                    height: o.height,
+                    duration_s: o.duration_s,
                 })
                 .collect(),
             error: task.error.as_ref().map(|e| ErrorPayload {

@@ -244,6 +244,9 @@ impl Provider for InProcessSim {
                 key: None,
                 sha256: None,
                 thumbnail_url: None,
+                width: None,
+                height: None,
+                duration_s: None,
             }],
         })
     }

@@ -13,6 +13,7 @@ pub mod gc;
 pub mod sniff;
 pub mod thumb;
 pub mod upload;
+pub mod video;
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -92,6 +93,36 @@ async fn link(from: &std::path::Path, to: &std::path::Path) -> bool {
         _ => {}
     }
     tokio::fs::hard_link(from, to).await.is_ok()
+}
+
+/// A temporary copy of an output being streamed elsewhere (to S3), for
+/// `ffprobe`; removed when dropped.
+struct TempCopy {
+    file: tokio::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl TempCopy {
+    async fn create() -> Option<Self> {
+        let path = std::env::temp_dir().join(format!(
+            "gengate-probe-{}.tmp",
+            hex::encode(rand::random::<[u8; 8]>())
+        ));
+        let file = tokio::fs::File::create(&path).await.ok()?;
+        Some(Self { file, path })
+    }
+
+    /// Appends `chunk`; whether it could (a full disk only costs the poster).
+    async fn write(&mut self, chunk: &[u8]) -> bool {
+        use tokio::io::AsyncWriteExt as _;
+        self.file.write_all(chunk).await.is_ok() && self.file.flush().await.is_ok()
+    }
+}
+
+impl Drop for TempCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
 }
 
 /// Redirect hops followed at most.
@@ -259,6 +290,13 @@ impl Media {
                 .declared_len()
                 .is_none_or(|n| n <= thumb::MAX_INPUT_BYTES))
         .then(Vec::new);
+        // A video's bytes are probed from a file: the stored one on local
+        // storage, else a temporary copy made as it streams through.
+        let probe_video = mime::family(actual) == "video" && video::available();
+        let mut tee = match (&self.backend, probe_video) {
+            (Backend::S3 { .. }, true) => TempCopy::create().await,
+            _ => None,
+        };
         let mut pending = Some(bytes::Bytes::from(head));
         let result: Result<(), CopyError> = async {
             loop {
@@ -286,6 +324,11 @@ impl Media {
                 if let Some(w) = writer.as_mut() {
                     w.write(&chunk).await?;
                 }
+                if let Some(t) = tee.as_mut()
+                    && !t.write(&chunk).await
+                {
+                    tee = None;
+                }
             }
             Ok(())
         }
@@ -300,8 +343,41 @@ impl Media {
             (Ok(()), None) => {}
         }
         let sha256 = hex::encode(hasher.finalize());
+        let (mut width, mut height, mut duration_s) = (out.width, out.height, out.duration_s);
         let thumbnail_url = match for_thumb {
-            Some(bytes) => self.store_thumbnail(task, &key, bytes).await?,
+            Some(bytes) => {
+                if let Some((w, h)) = upload::image_size(actual, &bytes) {
+                    (width, height) = (Some(w), Some(h));
+                }
+                self.store_thumbnail(task, &key, bytes).await?
+            }
+            None if probe_video => {
+                let path = match (&self.backend, &tee) {
+                    (Backend::Local { dir, .. }, _) => Some(dir.join(&key)),
+                    (_, Some(t)) => Some(t.path.clone()),
+                    _ => None,
+                };
+                let info = match path {
+                    Some(p) => video::inspect(&p).await,
+                    None => None,
+                };
+                drop(tee);
+                match info {
+                    Some(info) => {
+                        width = info.width.or(width);
+                        height = info.height.or(height);
+                        duration_s = info.duration_s.or(duration_s);
+                        match info.poster {
+                            Some(jpeg) => Some(self.store_jpeg(&thumb_key(&key), &jpeg).await?),
+                            None => out.thumbnail_url.clone(),
+                        }
+                    }
+                    None => {
+                        tracing::warn!(task.id = %task.id, "no poster or metadata for {key}: ffprobe could not read it");
+                        out.thumbnail_url.clone()
+                    }
+                }
+            }
             None => out.thumbnail_url.clone(),
         };
         tracing::debug!(task.id = %task.id, size_bytes = total, key = %key, "stored output {index} of task {}", task.id);
@@ -313,6 +389,9 @@ impl Media {
             key: Some(key),
             sha256: Some(sha256),
             thumbnail_url,
+            width,
+            height,
+            duration_s,
         })
     }
 
@@ -334,14 +413,18 @@ impl Media {
                 return Ok(None);
             }
         };
-        let tkey = thumb_key(key);
-        let mut w = self.backend.writer(&tkey, "image/jpeg").await?;
-        if let Err(e) = w.write(&jpeg).await {
+        self.store_jpeg(&thumb_key(key), &jpeg).await.map(Some)
+    }
+
+    /// Stores a JPEG (a thumbnail or a poster) at `key`; its URL.
+    async fn store_jpeg(&self, key: &str, jpeg: &[u8]) -> Result<String, CopyError> {
+        let mut w = self.backend.writer(key, "image/jpeg").await?;
+        if let Err(e) = w.write(jpeg).await {
             w.abort().await;
             return Err(e.into());
         }
         w.finish().await?;
-        Ok(Some(self.backend.public_url(&tkey)))
+        Ok(self.backend.public_url(key))
     }
 
     /// Opens the provider's URL, following redirects by hand so that each

@@ -79,6 +79,9 @@ pub(super) fn output(family: Family, url: &str, now_ms: i64) -> Output {
         key: None,
         sha256: None,
         thumbnail_url: None,
+        width: None,
+        height: None,
+        duration_s: None,
     }
 }
 

@@ -85,6 +85,9 @@ pub(super) fn job_state(task: WireTask) -> Result<JobState, ProviderError> {
                         key: None,
                         sha256: None,
                         thumbnail_url: None,
+                        width: None,
+                        height: None,
+                        duration_s: None,
                     })
             };
             let outputs: Vec<Output> = files(result.videos, "video/mp4")

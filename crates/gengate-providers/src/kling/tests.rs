@@ -213,6 +213,9 @@ fn task_states_follow_the_v1_spelling() {
                 key: None,
                 sha256: None,
                 thumbnail_url: None,
+                width: None,
+                height: None,
+                duration_s: None,
             }]
         }
     );

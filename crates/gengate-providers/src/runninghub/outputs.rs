@@ -184,6 +184,9 @@ pub(super) fn outputs_of(data: &Value) -> Result<Vec<Output>, ProviderError> {
                 key: None,
                 sha256: None,
                 thumbnail_url: None,
+                width: None,
+                height: None,
+                duration_s: None,
             })
         })
         .collect())

@@ -41,9 +41,18 @@ pub struct OutputView {
     /// Hex SHA-256 of the stored file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
-    /// A small preview (images) or the provider's poster (videos).
+    /// A small preview (images) or a poster (videos: their first frame,
+    /// or the provider's).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub thumbnail_url: Option<String>,
+    /// Pixels, where known (images; videos where ffprobe is installed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub width: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    /// A video's length in seconds, where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -100,6 +109,9 @@ fn outputs(task: &Task, urls: Option<&MediaUrls>) -> Vec<OutputView> {
             bytes: o.bytes,
             sha256: o.sha256.clone(),
             thumbnail_url: o.thumbnail_url.as_deref().map(shown),
+            width: o.width,
+            height: o.height,
+            duration_s: o.duration_s,
         })
         .collect()
 }

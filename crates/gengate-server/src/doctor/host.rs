@@ -103,3 +103,20 @@ pub(super) fn check_disk(dir: &Path) -> Finding {
         ),
     }
 }
+
+/// Whether video outputs get a poster, a size and a duration.
+pub(super) fn check_video_tools() -> Finding {
+    if gengate_engine::media::video::available() {
+        Finding::pass(
+            "ffmpeg",
+            "ffprobe and ffmpeg run: videos get a poster, width, height and duration",
+        )
+    } else {
+        Finding::new(
+            "ffmpeg",
+            Level::Warn,
+            "ffprobe or ffmpeg is not installed",
+            "install ffmpeg (apt-get install ffmpeg) for video posters and metadata",
+        )
+    }
+}

@@ -7,7 +7,7 @@ use gengate_net::Outbound;
 use gengate_store::{OpenOptions, StoreError};
 
 use super::finding::{Finding, Level, Options, redact};
-use super::host::{check_disk, check_open_files};
+use super::host::{check_disk, check_open_files, check_video_tools};
 use super::services::{check_media, check_providers, check_redis};
 use super::store::{check_ledger, check_store};
 
@@ -78,6 +78,7 @@ pub async fn run(cfg: &Config, opts: &Options) -> Vec<Finding> {
     }
     out.push(check_open_files(cfg, opts));
     out.push(check_disk(&cfg.server.data_dir));
+    out.push(check_video_tools());
     out.push(check_media(cfg, &net).await);
     if let Some(url) = &cfg.cluster.redis_url {
         out.push(check_redis(url, &net).await);

@@ -365,6 +365,10 @@ async fn in_process_sim_outputs_are_recorded_in_place_with_a_thumbnail() {
             .starts_with(&format!("{}/media/t/{id}/0.", app.base)),
         "linked under the task's key, whose rules serve it: {out}"
     );
+    assert!(
+        out["width"].as_u64() > Some(0) && out["height"].as_u64() > Some(0),
+        "an image's size: {out}"
+    );
     let r = app
         .client
         .get(out["url"].as_str().unwrap())
@@ -376,6 +380,36 @@ async fn in_process_sim_outputs_are_recorded_in_place_with_a_thumbnail() {
         r.bytes().await.unwrap().len() as u64,
         out["bytes"].as_u64().unwrap()
     );
+}
+
+#[tokio::test]
+async fn a_video_output_gets_a_poster_and_its_size_and_duration() {
+    if !gengate_engine::media::video::available() {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "CI must check video posters: install ffmpeg"
+        );
+        eprintln!("skipped: ffmpeg is not installed");
+        return;
+    }
+    let app = spawn_app().await;
+    let id = app
+        .post_task(&json!({"model": "sim-video", "input": {"prompt": "a river"}}))
+        .await
+        .id();
+    app.dispatch_until_idle().await;
+    let t = app.get_task(&id).await;
+    assert_eq!(t.status_text(), "succeeded", "{}", t.body);
+    let out = &t.body["outputs"][0];
+    assert!(out["width"].as_u64() > Some(0), "{out}");
+    assert!(out["height"].as_u64() > Some(0), "{out}");
+    assert!(out["duration_s"].as_f64() > Some(0.0), "{out}");
+    let poster = out["thumbnail_url"].as_str().unwrap();
+    let r = app.client.get(poster).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{poster}");
+    assert_eq!(r.headers()[header::CONTENT_TYPE], "image/jpeg");
+    let jpeg = r.bytes().await.unwrap();
+    assert!(jpeg.starts_with(b"\xff\xd8"), "a JPEG of its first frame");
 }
 
 #[tokio::test]
