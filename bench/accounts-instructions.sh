@@ -83,9 +83,9 @@ count() {
     done
   fi
   python3 bench/create.py "$url" "@$WORK/keys" 200 32 >/dev/null
-  callgrind_control -z "$PID" >/dev/null
+  callgrind_control -z "$PID" >/dev/null 2>&1
   python3 bench/create.py "$url" "@$WORK/keys" "$N" 32 >/dev/null
-  callgrind_control -d "$PID" >/dev/null
+  callgrind_control -d "$PID" >/dev/null 2>&1
   sleep 1
   kill "$PID"; wait "$PID" 2>/dev/null || true; PID=
   local total; total=$(grep -h '^summary:' "$WORK"/cg.*.1 | awk '{print $2}')
