@@ -346,7 +346,7 @@ impl Media {
         let (mut width, mut height, mut duration_s) = (out.width, out.height, out.duration_s);
         let thumbnail_url = match for_thumb {
             Some(bytes) => {
-                if let Some((w, h)) = upload::image_size(actual, &bytes) {
+                if let Some((w, h)) = sniff::image_size(actual, &bytes) {
                     (width, height) = (Some(w), Some(h));
                 }
                 self.store_thumbnail(task, &key, bytes).await?

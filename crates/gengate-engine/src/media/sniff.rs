@@ -27,6 +27,27 @@ pub fn sniff(head: &[u8]) -> Option<&'static str> {
     }
 }
 
+/// Width and height of an image, read from its header alone (no pixel is
+/// decoded, so a decompression bomb costs nothing here).
+pub fn image_size(content_type: &str, bytes: &[u8]) -> Option<(u32, u32)> {
+    let le16 = |i: usize| {
+        Some(u32::from(u16::from_le_bytes([
+            *bytes.get(i)?,
+            *bytes.get(i + 1)?,
+        ])))
+    };
+    match content_type {
+        "image/gif" => Some((le16(6)?, le16(8)?)),
+        "image/png" | "image/jpeg" | "image/webp" => {
+            let format = image::ImageFormat::from_mime_type(content_type)?;
+            image::ImageReader::with_format(std::io::Cursor::new(bytes), format)
+                .into_dimensions()
+                .ok()
+        }
+        _ => None,
+    }
+}
+
 /// Bytes [`sniff`] needs at most.
 pub const SNIFF_LEN: usize = 16;
 
@@ -64,5 +85,23 @@ mod tests {
         assert_eq!(type_of_extension("/a/b.PNG"), Some("image/png"));
         assert_eq!(type_of_extension("/a/b.html"), Some("text/plain"));
         assert_eq!(type_of_extension("/a/b"), None);
+    }
+
+    #[test]
+    fn sizes_come_from_headers() {
+        let mut png = Vec::new();
+        image::RgbImage::new(7, 3)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(image_size("image/png", &png), Some((7, 3)));
+        assert_eq!(
+            image_size("image/gif", b"GIF89a\x10\x00\x20\x00"),
+            Some((16, 32))
+        );
+        assert_eq!(
+            image_size("image/png", b"\x89PNG\r\n\x1a\n"),
+            None,
+            "cut short"
+        );
     }
 }
