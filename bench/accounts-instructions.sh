@@ -26,40 +26,8 @@ WORK=$(mktemp -d)
 PID=
 trap 'kill $PID 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-config() {
-  cat <<TOML
-[server]
-data_dir = "$WORK/data"
-[log]
-level = "warn"
-[providers.sim]
-kind = "sim"
-concurrency = 64
-latency = "3600s..3601s"
-TOML
-  case "$1" in
-    base) ;;
-    new-free) printf '[limits]\nmax_active = 0\n' ;;
-    new-paid) cat <<TOML
-[limits]
-max_active = 1000000
-creates_per_minute = 100000000
-tasks_per_day = 100000000
-[models.sim-image]
-provider = "sim"
-kind = "image"
-expected = "1s..2s"
-price = 1
-[models.sim-image.input.prompt]
-type = "string"
-required = true
-[models.sim-image.input.size]
-type = "enum"
-values = ["512x512"]
-TOML
-    ;;
-  esac
-}
+# config VARIANT: a provider that never answers within the run.
+config() { accounts_config "$1" "$WORK/data" "3600s..3601s" ""; }
 
 # count VARIANT BIN: instructions per create.
 count() {
